@@ -1,0 +1,173 @@
+"""Configuration strings ("L1", "L1_G5", "L1_G5_G5_G5") to initialised DeepGP models, with the
+reference initialisation of PAPER.md."""
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import gpflow
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from dgp_snr.estimators import ESTIMATORS
+from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
+from dgp_snr.models import MODES, DeepGP
+
+QZ_MODES = ("encoder", "fix_mu_sigma")
+_TOKEN = re.compile(r"^([LG])(\d+)$")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One token of a configuration string: kind "L" (latent, width = d) or "G" (hidden GP
+    layer, width = number of latent GPs)."""
+
+    kind: str
+    width: int
+
+
+def parse_configuration(configuration: str) -> List[LayerSpec]:
+    """Parses "L1_G5_G5" into LayerSpecs; raises ValueError naming the bad token."""
+    if not isinstance(configuration, str) or not configuration.strip():
+        raise ValueError(
+            "empty configuration: expected tokens like 'L1' or 'L1_G5' (L<d>: latent layer "
+            "with d dims, G<k>: hidden GP layer with k latent GPs, joined by '_')"
+        )
+    specs = []
+    for token in configuration.split("_"):
+        match = _TOKEN.match(token)
+        if match is None:
+            raise ValueError(
+                f"bad token {token!r} in configuration {configuration!r}: expected L<d> (latent "
+                "layer) or G<k> (hidden GP layer) with a positive integer, joined by '_'"
+            )
+        width = int(match.group(2))
+        if width < 1:
+            raise ValueError(
+                f"bad token {token!r} in configuration {configuration!r}: the width must be at "
+                "least 1"
+            )
+        specs.append(LayerSpec(match.group(1), width))
+    return specs
+
+
+def _inducing_inputs(X: np.ndarray, M: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means centres of X [M, D], or X padded with standard normals when N <= M."""
+    N, D = X.shape
+    if N > M:
+        return kmeans2(X, M, minit="points", seed=rng)[0]
+    return np.concatenate([X, rng.standard_normal((M - N, D))], 0)
+
+
+def _padded_inducing(Z_x: np.ndarray, D_in: int, rng: np.random.Generator) -> np.ndarray:
+    """[M, D_in]: standard normal, with the first min(D_in, D) columns from the k-means of X."""
+    Z = rng.standard_normal((Z_x.shape[0], D_in))
+    n = min(D_in, Z_x.shape[1])
+    Z[:, :n] = Z_x[:, :n]
+    return Z
+
+
+def _rbf(D_in: int, train_variance: bool) -> gpflow.kernels.SquaredExponential:
+    kernel = gpflow.kernels.SquaredExponential(variance=1.0, lengthscales=np.full(D_in, D_in**0.5))
+    gpflow.set_trainable(kernel.variance, train_variance)
+    return kernel
+
+
+def pca_mixing(X: np.ndarray, num_latent_gps: int) -> np.ndarray:
+    """[D, k] mixing matrix whose first min(k, D) columns are the top right singular vectors of
+    X; the rest are zero."""
+    D = X.shape[1]
+    Vh = np.linalg.svd(X, full_matrices=False)[2]  # rows: right singular vectors
+    W = np.zeros((D, num_latent_gps))
+    n = min(num_latent_gps, Vh.shape[0])
+    W[:, :n] = Vh[:n].T
+    return W
+
+
+def build_model(
+    configuration: str,
+    X: np.ndarray,
+    Y: np.ndarray,
+    mode: str = "IWAE",
+    num_samples: int = 5,
+    M: int = 128,
+    likelihood_variance: float = 0.01,
+    encoder_dims: Sequence[int] = (20, 20),
+    fix_linear: bool = True,
+    qz_mode: str = "encoder",
+    beta: float = 0.5,
+    estimator: Optional[str] = None,
+    seed: int = 0,
+) -> DeepGP:
+    """The initialised DeepGP for a configuration string, on data X [N, D], Y [N, 1].
+
+    `estimator`, when given, is checked against the structure (DReG needs the latent layer
+    first; STL and DReG need importance weights, so not the VI mode).
+    """
+    specs = parse_configuration(configuration)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
+    if qz_mode not in QZ_MODES:
+        raise ValueError(f"unknown qz_mode {qz_mode!r}; known: {', '.join(QZ_MODES)}")
+    if estimator is not None:
+        if estimator not in ESTIMATORS:
+            raise ValueError(
+                f"unknown estimator {estimator!r}; known estimators: {', '.join(ESTIMATORS)}"
+            )
+        if estimator == "dreg":
+            for i, spec in enumerate(specs):
+                if spec.kind == "L" and i != 0:
+                    raise ValueError(
+                        f"DReG needs the latent layer first, but token "
+                        f"'{spec.kind}{spec.width}' in {configuration!r} is at position {i}"
+                    )
+        if mode == "VI" and estimator != "reg":
+            raise ValueError(f"estimator {estimator!r} is not defined for mode 'VI'; use 'reg'")
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or Y.shape[1] != 1 or X.shape[0] != Y.shape[0]:
+        raise ValueError(f"expected X [N, D] and Y [N, 1], got {X.shape} and {Y.shape}")
+
+    rng = np.random.default_rng(seed)
+    N, D = X.shape
+    Z_x = _inducing_inputs(X, M, rng)
+    layers: List[GPLayer | LatentVariableLayer] = []
+    D_in = D
+    for spec in specs:
+        if spec.kind == "L":
+            encoder = Encoder(D + 1, spec.width, encoder_dims, rng=rng)
+            layers.append(LatentVariableLayer(encoder, fix_q=qz_mode == "fix_mu_sigma"))
+            D_in += spec.width
+        else:
+            A = np.zeros((D_in, D))
+            n = min(D_in, D)
+            A[:n, :n] = np.eye(n)
+            mean_function = gpflow.mean_functions.Linear(A=A, b=np.zeros(D))
+            gpflow.set_trainable(mean_function.b, False)
+            layer = GPLayer(
+                _rbf(D_in, train_variance=False),
+                _padded_inducing(Z_x, D_in, rng),
+                num_latent_gps=spec.width,
+                mean_function=mean_function,
+                mixing=pca_mixing(X, spec.width),
+                q_sqrt_scale=1e-5,
+            )
+            if fix_linear:
+                gpflow.set_trainable(layer.mixing, False)
+                gpflow.set_trainable(mean_function, False)
+            layers.append(layer)
+            D_in = D
+    layers.append(GPLayer(_rbf(D_in, train_variance=True), _padded_inducing(Z_x, D_in, rng)))
+    likelihood = gpflow.likelihoods.Gaussian(variance=likelihood_variance)
+    return DeepGP(layers, likelihood, N, mode=mode, num_samples=num_samples, beta=beta, seed=seed)
+
+
+def layer_summary(model: DeepGP) -> List[Tuple[str, str]]:
+    """(kind, description) per layer, for logs and the README."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, LatentVariableLayer):
+            out.append(("latent", f"d={layer.latent_dim}, fix_q={layer.fix_q}"))
+        else:
+            out.append(("gp", f"k={layer.num_latent_gps}, outputs={layer.num_outputs}"))
+    return out

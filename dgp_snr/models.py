@@ -1,0 +1,236 @@
+"""The latent-variable deep GP with the VI, IWVI and CIWAE bounds."""
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import gpflow
+import numpy as np
+import tensorflow as tf
+from check_shapes import check_shapes
+
+from dgp_snr.estimators import get_estimator, iwae_bound
+from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer
+
+MODES = ("VI", "IWAE", "CIWAE")
+Layer = GPLayer | LatentVariableLayer
+
+
+@dataclass
+class Propagation:
+    """One pass of a batch through the DGP with K samples per point.
+
+    f_mean, f_var: [B, K, 1] final-layer marginals for each sample; latent: the LatentSample of
+    each latent-variable layer (in order); noise: the standard-normal draws used, one per layer
+    (None for the final layer); kl_u: Σ over GP layers of KL[q(u) || p(u)].
+    """
+
+    f_mean: tf.Tensor
+    f_var: tf.Tensor
+    latent: List[LatentSample]
+    noise: List[Optional[tf.Tensor]]
+    kl_u: tf.Tensor
+
+
+class DeepGP(gpflow.base.Module):
+    """A deep GP whose layers are latent-variable layers and GP layers, ending in a
+    single-output GP layer and a Gaussian likelihood.
+
+    mode: "VI" (doubly-stochastic bound, closed-form KL for q(w)), "IWAE" (the importance-weighted
+    bound with K = num_samples), or "CIWAE" (beta * VI + (1 - beta) * IWVI).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        likelihood: gpflow.likelihoods.Gaussian,
+        num_data: int,
+        mode: str = "IWAE",
+        num_samples: int = 5,
+        beta: float = 0.5,
+        seed: Optional[int] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        super().__init__(name=name)
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
+        if not layers or not isinstance(layers[-1], GPLayer) or layers[-1].num_outputs != 1:
+            raise ValueError("the last layer must be a single-output GPLayer")
+        if num_samples < 1:
+            raise ValueError(f"num_samples (K) must be at least 1, got {num_samples}")
+        self.layers = list(layers)
+        self.likelihood = likelihood
+        self.num_data = num_data
+        self.mode = mode
+        self.num_samples = num_samples
+        self.beta = beta
+        self.rng = tf.random.Generator.from_seed(
+            np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed
+        )
+
+    # ----------------------------------------------------------------------------- structure
+    @property
+    def latent_layers(self) -> List[LatentVariableLayer]:
+        return [layer for layer in self.layers if isinstance(layer, LatentVariableLayer)]
+
+    @property
+    def gp_layers(self) -> List[GPLayer]:
+        return [layer for layer in self.layers if isinstance(layer, GPLayer)]
+
+    @property
+    def encoder_variables(self) -> List[tf.Variable]:
+        """The trainable variables phi of the encoders of q(w | x, y)."""
+        return [v for layer in self.latent_layers for v in layer.encoder.trainable_variables]
+
+    def assert_latent_first(self) -> None:
+        """DReG (like the reference) needs the latent-variable layer first."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, LatentVariableLayer) and i != 0:
+                raise ValueError(
+                    f"DReG supports a latent-variable layer only as the first layer; layer {i} "
+                    "is a latent-variable layer"
+                )
+
+    # ----------------------------------------------------------------------------- propagation
+    def draw_noise(
+        self, num_points: int, num_samples: int, rng: Optional[tf.random.Generator] = None
+    ) -> List[Optional[tf.Tensor]]:
+        """Standard-normal noise for every layer: [B, K, d] or [B, K, D_out]; None for the last."""
+        rng = self.rng if rng is None else rng
+        dtype = gpflow.config.default_float()
+        noise: List[Optional[tf.Tensor]] = []
+        for layer in self.layers[:-1]:
+            width = layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
+            noise.append(rng.normal([num_points, num_samples, width], dtype=dtype))
+        return noise + [None]
+
+    @check_shapes("X: [B, D]", "Y: [B, 1]")
+    def propagate(
+        self,
+        X: tf.Tensor,
+        Y: Optional[tf.Tensor] = None,
+        num_samples: Optional[int] = None,
+        noise: Optional[Sequence[Optional[tf.Tensor]]] = None,
+    ) -> Propagation:
+        """Pushes K samples for each point of X through the layers.
+
+        With Y, latent layers draw w from q(w | x, y); without it, from the prior. `noise`
+        (from draw_noise) fixes every random draw, so two passes can share their noise.
+        """
+        K = self.num_samples if num_samples is None else num_samples
+        if noise is None:
+            noise = self.draw_noise(tf.shape(X)[0], K)
+        X = tf.convert_to_tensor(X)
+        XY = None if Y is None else tf.concat([X, Y], -1)
+        H = tf.tile(X[:, None, :], [1, K, 1])  # [B, K, D]
+        latent: List[LatentSample] = []
+        for layer, eps in zip(self.layers[:-1], noise[:-1]):
+            if isinstance(layer, LatentVariableLayer):
+                H, sample = layer.propagate(H, XY, eps)
+                latent.append(sample)
+            else:
+                H = layer.sample(H, eps)
+        f_mean, f_var = self.layers[-1].marginals(H)
+        kl_u = tf.add_n([layer.prior_kl() for layer in self.gp_layers])
+        return Propagation(f_mean, f_var, latent, list(noise), kl_u)
+
+    # ----------------------------------------------------------------------------- bounds
+    def _scale(self, Y: tf.Tensor) -> tf.Tensor:
+        dtype = gpflow.config.default_float()
+        return tf.cast(self.num_data, dtype) / tf.cast(tf.shape(Y)[0], dtype)
+
+    @check_shapes("Y: [B, 1]", "return[0]: [B, K]", "return[1]: [B, K]", "return[2]: [B, K]")
+    def log_weight_terms(self, prop: Propagation, Y: tf.Tensor):
+        """(log_p, log_q, log_q_stopped) [B, K]: log_p is the final layer's closed-form
+        E_q[log p(y | f)] plus Σ log p(w); the log q terms sum over latent layers."""
+        K = tf.shape(prop.f_mean)[1]
+        Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
+        log_p = self.likelihood.variational_expectations(
+            prop.f_mean, prop.f_mean, prop.f_var, Y_tiled
+        )  # [B, K]
+        log_q = tf.zeros_like(log_p)
+        log_q_stopped = tf.zeros_like(log_p)
+        for sample in prop.latent:
+            log_p += sample.log_p
+            log_q += sample.log_q
+            log_q_stopped += sample.log_q_stopped
+        return log_p, log_q, log_q_stopped
+
+    def per_point_vi(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
+        """[B]: the VI bound's term per point, averaging the K samples, closed-form KL for q(w)."""
+        K = tf.shape(prop.f_mean)[1]
+        Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
+        var_exp = self.likelihood.variational_expectations(
+            prop.f_mean, prop.f_mean, prop.f_var, Y_tiled
+        )  # [B, K]
+        per_point = tf.reduce_mean(var_exp, 1)
+        for sample in prop.latent:
+            per_point -= sample.kl
+        return per_point
+
+    def per_point_bound(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
+        """[B]: each point's term of the model's bound (its mode), before the N/B scaling."""
+        if self.mode == "VI":
+            return self.per_point_vi(prop, Y)
+        log_p, log_q, _ = self.log_weight_terms(prop, Y)
+        iw = iwae_bound(log_p - log_q)
+        if self.mode == "IWAE":
+            return iw
+        return self.beta * self.per_point_vi(prop, Y) + (1.0 - self.beta) * iw
+
+    def per_point_surrogate(self, prop: Propagation, Y: tf.Tensor, estimator: str) -> tf.Tensor:
+        """[B]: per point, a surrogate whose gradient in the encoder outputs is `estimator`'s
+        (equal in value to per_point_bound for REG and STL)."""
+        surrogate = get_estimator(estimator)
+        if estimator == "dreg":
+            self.assert_latent_first()
+        if self.mode == "VI":
+            if estimator != "reg":
+                raise ValueError(
+                    f"estimator {estimator!r} needs importance weights; the VI mode uses the "
+                    "closed-form KL for q(w) and supports only 'reg'"
+                )
+            return self.per_point_vi(prop, Y)
+        iw = surrogate(*self.log_weight_terms(prop, Y))
+        if self.mode == "IWAE":
+            return iw
+        return self.beta * self.per_point_vi(prop, Y) + (1.0 - self.beta) * iw
+
+    def bound(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
+        """(N/B) Σ_b per_point_bound - Σ KL[q(u) || p(u)]: the model's objective for its mode
+        (VI, IWVI or CIWAE); every non-encoder parameter follows its gradient."""
+        return self._scale(Y) * tf.reduce_sum(self.per_point_bound(prop, Y)) - prop.kl_u
+
+    def encoder_surrogate(self, prop: Propagation, Y: tf.Tensor, estimator: str) -> tf.Tensor:
+        """A scalar whose gradient in the encoder parameters is `estimator`'s estimate of the
+        bound's gradient."""
+        per_point = self.per_point_surrogate(prop, Y, estimator)
+        return self._scale(Y) * tf.reduce_sum(per_point) - prop.kl_u
+
+    def elbo(self, X: tf.Tensor, Y: tf.Tensor, num_samples: Optional[int] = None) -> tf.Tensor:
+        """A stochastic estimate of the model's bound on the batch (X, Y)."""
+        return self.bound(self.propagate(X, Y, num_samples), Y)
+
+    # ----------------------------------------------------------------------------- prediction
+    @check_shapes("X: [N, D]", "return[0]: [S, N, 1]", "return[1]: [S, N, 1]")
+    def predict_f_samples_marginals(self, X: tf.Tensor, num_samples: int):
+        """Final-layer mean and variance [S, N, 1] for S draws of everything before it (w from
+        the prior)."""
+        prop = self.propagate(X, None, num_samples)
+        return tf.transpose(prop.f_mean, [1, 0, 2]), tf.transpose(prop.f_var, [1, 0, 2])
+
+    @check_shapes("X: [N, D]", "return: [S, N, 1]")
+    def predict_y_samples(self, X: tf.Tensor, num_samples: int) -> tf.Tensor:
+        """Samples [S, N, 1] of y from the predictive distribution."""
+        mean, var = self.predict_f_samples_marginals(X, num_samples)
+        y_var = var + self.likelihood.variance
+        return mean + tf.sqrt(y_var) * self.rng.normal(tf.shape(mean), dtype=mean.dtype)
+
+    @check_shapes("X: [B, D]", "Y: [B, 1]", "return: [B]")
+    def log_predictive_density(self, X: tf.Tensor, Y: tf.Tensor, num_samples: int) -> tf.Tensor:
+        """Monte Carlo log (1/S) Σ_s N(y | m_s, v_s + σ²) per point [B]."""
+        prop = self.propagate(X, None, num_samples)
+        var = prop.f_var + self.likelihood.variance
+        log_dens = -0.5 * (
+            np.log(2 * np.pi) + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
+        )  # [B, S, 1]
+        return iwae_bound(log_dens[..., 0])

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dgp-snr",
+    version="0.1.0",
+    description=(
+        "Importance-weighted variational inference for latent-variable deep Gaussian processes "
+        "and the signal-to-noise ratio of its gradient estimators (GPflow 2 / TensorFlow 2)."
+    ),
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["dgp_snr", "dgp_snr.*"]),
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tensorflow-probability==0.25.*",
+        "tf-keras==2.21.*",
+        "gpflow==2.11.*",
+        "numpy>=1.26,<2",
+        "scipy>=1.11",
+        "pandas>=2.0",
+        "matplotlib>=3.8",
+        "sacred>=0.8.5",
+        "tqdm>=4.66",
+        "openpyxl>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "black>=24", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": ["dgp-snr-data=dgp_snr.data.cli:main"],
+    },
+)

@@ -1,0 +1,212 @@
+"""Training: one compiled step updates the encoder from its estimator's gradient, the other
+parameters from the bound's gradient with Adam or SGD, and the final layer's q(u) with natural
+gradients, each on a staircase-decayed schedule."""
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional
+
+import gpflow
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from gpflow.optimizers import NaturalGradient
+from tqdm.auto import tqdm
+
+from dgp_snr.estimators import get_estimator
+from dgp_snr.gradients import bound_and_gradients
+from dgp_snr.models import DeepGP
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class TrainingConfig:
+    """The reference trainer's optimisation settings (defaults as PAPER.md lists them)."""
+
+    estimator: str = "reg"
+    minibatch_size: Optional[int] = 512
+    encoder_minibatch_size: Optional[int] = None
+    lr: float = 5e-3
+    encoder_lr: float = 5e-3
+    lr_decay: float = 0.98
+    encoder_lr_decay: float = 0.98
+    gamma: float = 0.01
+    gamma_decay: float = 0.98
+    decay_steps: int = 1000
+    optimizer: str = "adam"
+    encoder_optimizer: str = "adam"
+    use_nat_grad_for_final_layer: bool = True
+    clip_encoder_grads: Optional[float] = None
+    assert_no_nans: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        get_estimator(self.estimator)
+        for name in ("optimizer", "encoder_optimizer"):
+            if getattr(self, name) not in OPTIMIZERS:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; known: {', '.join(OPTIMIZERS)}"
+                )
+        for name in ("minibatch_size", "encoder_minibatch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for full batch), got {value}")
+
+
+def _make_optimizer(name: str, lr: float, decay: float, decay_steps: int):
+    schedule = tf_keras.optimizers.schedules.ExponentialDecay(
+        lr, decay_steps=decay_steps, decay_rate=decay, staircase=True
+    )
+    if name == "adam":
+        return tf_keras.optimizers.Adam(learning_rate=schedule)
+    return tf_keras.optimizers.SGD(learning_rate=schedule)
+
+
+class _Minibatches(tf.Module):
+    """Epoch-wise shuffled minibatches drawn in-graph (state is checkpointed)."""
+
+    def __init__(self, num_data: int, batch_size: Optional[int], seed: int):
+        super().__init__()
+        self.num_data = num_data
+        self.batch_size = num_data if batch_size is None else min(batch_size, num_data)
+        self.rng = tf.random.Generator.from_seed(seed)
+        self.perm = tf.Variable(tf.range(num_data, dtype=tf.int64), trainable=False)
+        self.cursor = tf.Variable(np.int64(num_data), trainable=False)  # shuffle on first use
+
+    def next_indices(self) -> tf.Tensor:
+        if self.batch_size == self.num_data:
+            return tf.range(self.num_data, dtype=tf.int64)
+        if self.cursor + self.batch_size > self.num_data:
+            keys = self.rng.uniform([self.num_data], dtype=tf.float64)
+            self.perm.assign(tf.cast(tf.argsort(keys), tf.int64))
+            self.cursor.assign(0)
+        idx = self.perm[self.cursor : self.cursor + self.batch_size]
+        self.cursor.assign_add(self.batch_size)
+        return idx
+
+
+class Trainer(tf.Module):
+    """Holds the model, the data, the optimisers and the step counter; `train_step` is one
+    compiled iteration and `fit` runs many with a progress bar."""
+
+    def __init__(self, model: DeepGP, X: np.ndarray, Y: np.ndarray, config: TrainingConfig):
+        super().__init__()
+        if config.estimator == "dreg":
+            model.assert_latent_first()
+        if model.mode == "VI" and config.estimator != "reg":
+            raise ValueError(f"estimator {config.estimator!r} is not defined for mode 'VI'")
+        self.model = model
+        self.config = config
+        self.X = tf.constant(np.asarray(X, dtype=np.float64))
+        self.Y = tf.constant(np.asarray(Y, dtype=np.float64))
+        N = int(self.X.shape[0])
+        self.step = tf.Variable(np.int64(0), trainable=False)
+        self.batches = _Minibatches(N, config.minibatch_size, config.seed)
+        self.encoder_batches = (
+            None
+            if config.encoder_minibatch_size in (None, config.minibatch_size)
+            else _Minibatches(N, config.encoder_minibatch_size, config.seed + 1)
+        )
+        self.optimizer = _make_optimizer(
+            config.optimizer, config.lr, config.lr_decay, config.decay_steps
+        )
+        self.encoder_optimizer = _make_optimizer(
+            config.encoder_optimizer, config.encoder_lr, config.encoder_lr_decay, config.decay_steps
+        )
+        final = model.layers[-1]
+        self.natgrad_params = (
+            [final.q_mu, final.q_sqrt] if config.use_nat_grad_for_final_layer else []
+        )
+        for p in self.natgrad_params:
+            gpflow.set_trainable(p, False)  # natural gradients move them, not Adam
+        self.gamma = tf.Variable(config.gamma, dtype=tf.float64, trainable=False)
+        self.natgrad = NaturalGradient(gamma=self.gamma)
+        encoder_ids = {id(v) for v in model.encoder_variables}
+        self.other_variables: List[tf.Variable] = [
+            v for v in model.trainable_variables if id(v) not in encoder_ids
+        ]
+        # Create the optimisers' slots now so the step traces once, not twice.
+        self.optimizer.build(self.other_variables)
+        self.encoder_optimizer.build(model.encoder_variables)
+        self.trace_count = 0
+        self._compiled_step = tf.function(self._train_step)
+
+    def learning_rates(self) -> Dict[str, float]:
+        """Current learning rates and natural-gradient step size."""
+        step = self.step.numpy()
+        cfg = self.config
+        decay = float(step // cfg.decay_steps)
+        return {
+            "lr": cfg.lr * cfg.lr_decay**decay,
+            "encoder_lr": cfg.encoder_lr * cfg.encoder_lr_decay**decay,
+            "gamma": cfg.gamma * cfg.gamma_decay**decay,
+        }
+
+    def _train_step(self) -> tf.Tensor:
+        self.trace_count += 1  # runs once per trace, not per call
+        cfg = self.config
+        idx = self.batches.next_indices()
+        X, Y = tf.gather(self.X, idx), tf.gather(self.Y, idx)
+        nat_vars = [p.unconstrained_variable for p in self.natgrad_params]
+        variables = self.other_variables + nat_vars
+        bound, grads, encoder_grads = bound_and_gradients(
+            self.model, X, Y, cfg.estimator, variables
+        )
+        if self.encoder_batches is not None:
+            idx = self.encoder_batches.next_indices()
+            _, _, encoder_grads = bound_and_gradients(
+                self.model, tf.gather(self.X, idx), tf.gather(self.Y, idx), cfg.estimator, []
+            )
+        # Optimisers minimise the negative bound.
+        grads = [-g for g in grads]
+        encoder_grads = [-g for g in encoder_grads]
+        if cfg.clip_encoder_grads is not None:
+            c = cfg.clip_encoder_grads
+            encoder_grads = [tf.clip_by_value(g, -c, c) for g in encoder_grads]
+        n = len(self.other_variables)
+        if n:
+            self.optimizer.apply_gradients(zip(grads[:n], self.other_variables))
+        if self.model.encoder_variables:
+            self.encoder_optimizer.apply_gradients(
+                zip(encoder_grads, self.model.encoder_variables)
+            )
+        if self.natgrad_params:
+            decay = tf.cast(self.step // cfg.decay_steps, tf.float64)
+            self.gamma.assign(cfg.gamma * cfg.gamma_decay**decay)
+            q_mu, q_sqrt = self.natgrad_params
+            self.natgrad._natgrad_apply_gradients(grads[n], grads[n + 1], q_mu, q_sqrt)
+        if cfg.assert_no_nans:
+            for v in self.model.trainable_variables + [
+                p.unconstrained_variable for p in self.natgrad_params
+            ]:
+                tf.debugging.assert_all_finite(v, f"{v.name} is not finite after the step")
+        self.step.assign_add(1)
+        return bound
+
+    def train_step(self) -> float:
+        """One compiled iteration; returns the minibatch bound before the update."""
+        return float(self._compiled_step())
+
+    def fit(
+        self,
+        iterations: int,
+        callback: Optional[Callable[[int, float], None]] = None,
+        progress: bool = True,
+    ) -> float:
+        """Runs until `self.step` reaches `iterations`; `callback(step, bound)` after each
+        step. Returns the last bound."""
+        bound = float("nan")
+        start = int(self.step.numpy())
+        with tqdm(
+            total=iterations, initial=start, disable=not progress, desc="train", unit="it"
+        ) as bar:
+            while int(self.step.numpy()) < iterations:
+                bound = self.train_step()
+                bar.update(1)
+                bar.set_postfix(bound=f"{bound:.4g}", refresh=False)
+                if callback is not None:
+                    callback(int(self.step.numpy()), bound)
+        return bound
+
+    def config_dict(self) -> Dict:
+        return asdict(self.config)

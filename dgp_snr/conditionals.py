@@ -21,6 +21,26 @@ def _projection(kernel: gpflow.kernels.Kernel, Z: tf.Tensor, X: tf.Tensor) -> tf
     return tf.linalg.triangular_solve(Lm, kernel(Z, X), lower=True)
 
 
+@tf.custom_gradient
+def diag_quadratic_forms(P: tf.Tensor, A: tf.Tensor):
+    """diag(Aᵀ P_l A) for symmetric P [L, M, M] and A [M, N], as [L, N].
+
+    The hand-written gradient reuses Q = P A from the forward pass: ∂/∂A = 2 Q g, so the
+    backward pass needs one large product (for ∂/∂P = A diag(g) Aᵀ) where autodiff needs two.
+    """
+    L, M = tf.shape(P)[0], tf.shape(P)[1]
+    N = tf.shape(A)[1]
+    Q = tf.reshape(tf.linalg.matmul(tf.reshape(P, [L * M, M]), A), [L, M, N])  # one GEMM
+    forms = tf.reduce_sum(A[None] * Q, 1)  # [L, N]
+
+    def grad(g: tf.Tensor):  # g: [L, N]
+        dP = tf.linalg.matmul(A[None] * g[:, None, :], A[None], transpose_b=True)  # [L, M, M]
+        dA = 2.0 * tf.reduce_sum(Q * g[:, None, :], 0)  # [M, N]
+        return dP, dA
+
+    return forms, grad
+
+
 @check_shapes(
     "Z: [M, D_in]",
     "X: [N, D_in]",
@@ -38,17 +58,14 @@ def whitened_marginals(
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Marginal mean and variance [N, L] of L latent GPs that share `kernel` and `Z`.
 
-    All L GPs reuse one projection A [M, N], so the work is two large products rather than L
-    small conditionals.
+    All L GPs reuse one projection A [M, N], so the work is a few large products rather than L
+    small conditionals: var_l = k(x, x) + aᵀ (S_l S_lᵀ - I) a.
     """
     A = _projection(kernel, Z, X)  # [M, N]
     mean = tf.linalg.matmul(A, q_mu, transpose_a=True)  # [N, L]
-    SA = tf.linalg.matmul(q_sqrt, A[None], transpose_a=True)  # [L, M, N]
-    var = (
-        kernel(X, full_cov=False)[:, None]
-        - tf.reduce_sum(tf.square(A), 0)[:, None]
-        + tf.transpose(tf.reduce_sum(tf.square(SA), 1))
-    )  # [N, L]
+    eye = tf.eye(tf.shape(Z)[0], dtype=A.dtype)
+    P = tf.linalg.matmul(q_sqrt, q_sqrt, transpose_b=True) - eye  # [L, M, M]
+    var = kernel(X, full_cov=False)[:, None] + tf.transpose(diag_quadratic_forms(P, A))
     return mean, var
 
 

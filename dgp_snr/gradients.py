@@ -115,6 +115,11 @@ def _replica_upstream(
     return [tf.concat([gm, gs], -1) for gm, gs in zip(grads[:L], grads[L:])]
 
 
+# Module-level so every sampler (one per data point, say) shares the traces.
+_compiled_upstream = tf.function(_replica_upstream, reduce_retracing=True)
+_compiled_jacobians = tf.function(_encoder_jacobians, reduce_retracing=True)
+
+
 class EncoderGradientSampler:
     """Draws many independent estimates of the encoder gradient at a fixed model and batch.
 
@@ -128,8 +133,7 @@ class EncoderGradientSampler:
         self.X = tf.convert_to_tensor(X, dtype=tf.float64)
         self.Y = tf.convert_to_tensor(Y, dtype=tf.float64)
         self.max_rows = max_rows
-        self._upstream = tf.function(_replica_upstream, reduce_retracing=True)
-        self._jacobians = _encoder_jacobians(model, self.X, self.Y)
+        self._jacobians = _compiled_jacobians(model, self.X, self.Y)
 
     @property
     def names(self) -> List[str]:
@@ -185,7 +189,7 @@ class EncoderGradientSampler:
                 chunk_noise = [
                     None if n is None else n[start * B : (start + R) * B] for n in noise
                 ]
-            upstream = self._upstream(self.model, self.X, self.Y, estimator, chunk_noise)
+            upstream = _compiled_upstream(self.model, self.X, self.Y, estimator, chunk_noise)
             pieces.append(self._gradients(upstream, R))
         stacked = [np.concatenate(p, 0) for p in zip(*pieces)]
         return dict(zip(self.names, stacked))

@@ -9,6 +9,18 @@ os.environ.setdefault("DGP_SNR_DATA", str(_SHARED))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """No test reads or writes the user's real download cache."""
+    old = os.environ.get("DGP_SNR_CACHE")
+    os.environ["DGP_SNR_CACHE"] = str(tmp_path_factory.mktemp("dgp_snr_cache"))
+    yield
+    if old is None:
+        os.environ.pop("DGP_SNR_CACHE", None)
+    else:
+        os.environ["DGP_SNR_CACHE"] = old
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--runslow", action="store_true", default=False, help="run the slow reproduction tests"

@@ -8,7 +8,6 @@ the encoder parameters phi is the estimator. Inputs [..., K]:
 They apply to any log-weight computation, not only the DGP's.
 """
 
-
 from typing import Callable, Dict
 
 import tensorflow as tf
@@ -58,5 +57,3 @@ def path_weights(name: str, log_v: tf.Tensor) -> tf.Tensor:
     if name == "dreg":
         return tf.nn.softmax(log_v, axis=-1)
     return tf.ones_like(log_v)
-
-

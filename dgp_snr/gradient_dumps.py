@@ -94,4 +94,3 @@ def load_gradient_dump(path: os.PathLike) -> GradientDump:
     mean = {k: v.mean(0) for k, v in data.items()}
     std = {k: v.std(0) for k, v in data.items()}
     return GradientDump(data, mean, std, meta)
-

@@ -55,9 +55,7 @@ def bound_and_gradients(
     means, scales = _encoder_outputs(prop)
     ws = [s.w for s in prop.latent]
     n = len(variables)
-    grads = tape.gradient(
-        bound, list(variables) + ws + means + scales, unconnected_gradients=zero
-    )
+    grads = tape.gradient(bound, list(variables) + ws + means + scales, unconnected_gradients=zero)
     var_grads, g_w = grads[:n], grads[n : n + len(ws)]
     g_mean, g_scale = grads[n + len(ws) : n + 2 * len(ws)], grads[n + 2 * len(ws) :]
     if estimator != "reg":

@@ -46,7 +46,9 @@ class Encoder(gpflow.base.Module):
         self.weights, self.biases = [], []
         for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:])):
             std = np.sqrt(2.0 / (d_in + d_out))
-            self.weights.append(gpflow.Parameter(rng.standard_normal((d_in, d_out)) * std, name=f"W{i}"))
+            self.weights.append(
+                gpflow.Parameter(rng.standard_normal((d_in, d_out)) * std, name=f"W{i}")
+            )
             self.biases.append(gpflow.Parameter(np.zeros(d_out), name=f"b{i}"))
 
     @check_shapes("XY: [batch..., D_xy]", "return[0]: [batch..., d]", "return[1]: [batch..., d]")
@@ -120,7 +122,9 @@ class LatentVariableLayer(gpflow.base.Module):
             _normal_log_prob(w, tf.stop_gradient(mean)[:, None], tf.stop_gradient(scale)[:, None]),
             -1,
         )
-        kl = tf.reduce_sum(0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale), -1)
+        kl = tf.reduce_sum(
+            0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale), -1
+        )
         sample = LatentSample(w, eps, mean, scale, log_p, log_q, log_q_stopped, kl)
         return tf.concat([H, w], -1), sample
 

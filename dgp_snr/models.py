@@ -99,7 +99,9 @@ class DeepGP(gpflow.base.Module):
         dtype = gpflow.config.default_float()
         noise: List[Optional[tf.Tensor]] = []
         for layer in self.layers[:-1]:
-            width = layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
+            width = (
+                layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
+            )
             noise.append(rng.normal([num_points, num_samples, width], dtype=dtype))
         return noise + [None]
 

@@ -65,7 +65,10 @@ class RunConfig:
     def from_dict(cls, values: Dict[str, Any]) -> "RunConfig":
         """Keeps the known keys (a sacred config carries a few of its own)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values = {k: v for k, v in values.items() if k in known}
+        if isinstance(values.get("encoder_dims"), (list, tuple)):  # sacred reads 20,20 as a list
+            values["encoder_dims"] = ",".join(str(int(d)) for d in values["encoder_dims"])
+        return cls(**values)
 
     @property
     def effective_seed(self) -> int:

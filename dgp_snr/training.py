@@ -50,7 +50,9 @@ class TrainingConfig:
         for name in ("minibatch_size", "encoder_minibatch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for full batch), got {value}")
+                raise ValueError(
+                    f"{name} must be at least 1 (or None for full batch), got {value}"
+                )
 
 
 def _make_optimizer(name: str, lr: float, decay: float, decay_steps: int):
@@ -111,7 +113,10 @@ class Trainer(tf.Module):
             config.optimizer, config.lr, config.lr_decay, config.decay_steps
         )
         self.encoder_optimizer = _make_optimizer(
-            config.encoder_optimizer, config.encoder_lr, config.encoder_lr_decay, config.decay_steps
+            config.encoder_optimizer,
+            config.encoder_lr,
+            config.encoder_lr_decay,
+            config.decay_steps,
         )
         final = model.layers[-1]
         self.natgrad_params = (

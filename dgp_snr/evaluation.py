@@ -1,0 +1,676 @@
+"""Evaluating trained runs: the Monte Carlo test log-likelihood, the full-data train ELBO and
+predictive samples, all compiled and chunked so that memory stays bounded, plus the paper's run
+sets (Table 1, Figure 4) and the plain-text figure data files.
+
+Memory. One compiled call pushes B points x S samples ("rows") through the layers; a GP layer
+with M inducing points and L latent GPs holds a few [L, M, rows] arrays. The Evaluator picks B
+(and, when even one point's S samples are too many, a sample chunk) so that
+rows * max_l(M_l * L_l) <= max_elements; 10,000 samples at 10,000 test points run in pieces.
+
+Randomness. Every random draw is a stateless function of (seed, purpose, repeat, layer) and the
+point's index in the data set, so a point's estimate does not depend on how the points (or the
+samples) are chunked: one chunk and many chunks give the same numbers for the same seed.
+
+Figure data files (``<results_path>/figure_data/*.txt``) are tab-separated text, one line per
+run: ``dataset  flag  split  value_1 ... value_R`` with flag T or F (Figure 4: T = q(w) fixed
+to the prior; Table 1: T = DReG) and the R repeated estimates, as the reference writes them.
+"""
+
+import json
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from scipy.special import logsumexp
+from tqdm.auto import tqdm
+
+from dgp_snr.layers import GPLayer, LatentVariableLayer
+from dgp_snr.models import DeepGP
+from dgp_snr.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, load_config, load_run
+
+#: Elements (rows x M x latent GPs) per compiled call; about 128 MiB per float64 intermediate.
+DEFAULT_MAX_ELEMENTS = 2**24
+EVALUATION_FILE = "evaluation.json"
+FIGURE_DATA_DIR = "figure_data"
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# Purposes of random streams (part of every stateless seed).
+_TEST_LL, _ELBO, _PREDICT = 1, 2, 3
+
+# ------------------------------------------------------------------------------ the paper's runs
+#: Datasets of Table 1 and Figure 4 (depth 2, K = 50, minibatch 64).
+TABLE_1_DATASETS = (
+    "wilson_forest",
+    "wilson_solar",
+    "wilson_pol",
+    "power",
+    "winewhite",
+    "winered",
+)
+FIGURE_4_DATASETS = TABLE_1_DATASETS
+TABLE_1_SPLITS = 20
+FIGURE_4_SPLITS = 10
+PAPER_ITERATIONS = 300_000
+PAPER_K = 50
+PAPER_MINIBATCH = 64
+#: Defaults of the evaluation protocol: 10,000 samples, repeated 10 times.
+TEST_SAMPLES = 10_000
+TEST_REPEATS = 10
+ELBO_REPEATS = 10
+
+
+def configuration_for_depth(depth: int) -> str:
+    """'L1' for depth 1, 'L1_G5' for depth 2, ... (one '_G5' per extra layer)."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    return "L1" + "_G5" * (depth - 1)
+
+
+def paper_config(
+    dataset: str,
+    split: int = 0,
+    depth: int = 2,
+    K: int = PAPER_K,
+    estimator: str = "reg",
+    fixq: bool = False,
+    results_path: os.PathLike = "results",
+    minibatch_size: int = PAPER_MINIBATCH,
+    iterations: int = PAPER_ITERATIONS,
+) -> RunConfig:
+    """The RunConfig of one of the paper's IWVI runs (its run_name locates it on disk)."""
+    return RunConfig(
+        dataset=dataset,
+        split=split,
+        configuration=configuration_for_depth(depth),
+        mode="IWAE",
+        num_IW_samples=K,
+        minibatch_size=minibatch_size,
+        estimator=estimator,
+        qz_mode="fix_mu_sigma" if fixq else "encoder",
+        iterations=iterations,
+        results_path=str(results_path),
+    )
+
+
+def train_command(config: RunConfig) -> str:
+    """The exact experiments/train.py command line that trains `config`'s run."""
+    args = [
+        f"dataset={config.dataset}",
+        f"split={config.split}",
+        f"configuration={config.configuration}",
+        f"mode={config.mode}",
+        f"num_IW_samples={config.num_IW_samples}",
+        f"minibatch_size={config.minibatch_size}",
+        f"estimator={config.estimator}",
+    ]
+    if config.qz_mode != "encoder":
+        args.append(f"qz_mode={config.qz_mode}")
+    args += [f"iterations={config.iterations}", f"results_path={config.results_path}"]
+    return "python experiments/train.py with " + " ".join(_quote(a) for a in args)
+
+
+def _quote(arg: str) -> str:
+    return shlex.quote(arg)
+
+
+def latest_checkpoint_step(run_dir: os.PathLike) -> Optional[int]:
+    """The step of the run's latest checkpoint, or None when it has no config or checkpoint.
+
+    Reads the checkpoint index only (no model is built)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return None
+    state = tf.train.get_checkpoint_state(str(run_dir / CHECKPOINT_DIR))
+    if state is None or not state.model_checkpoint_path:
+        return None
+    try:
+        return int(state.model_checkpoint_path.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------------------ the evaluator
+def row_cost(model: DeepGP) -> int:
+    """Elements per propagated row in the largest GP layer: max_l M_l * L_l."""
+    return max(int(layer.Z.shape[0]) * layer.num_latent_gps for layer in model.gp_layers)
+
+
+def _stream_keys(seed: int, purpose: int, repeat: int, count: int) -> List[int]:
+    """`count` independent 63-bit keys for (seed, purpose, repeat), one per layer."""
+    state = np.random.SeedSequence([int(seed), purpose, int(repeat)]).generate_state(
+        2 * count, np.uint32
+    )
+    return [
+        int((np.uint64(state[2 * i]) << np.uint64(31)) ^ np.uint64(state[2 * i + 1]))
+        for i in range(count)
+    ]
+
+
+@dataclass
+class TestLogLikelihood:
+    """Repeated Monte Carlo estimates of the mean test log predictive density.
+
+    values: [R], one per repeat (each the mean over test points of log (1/S) Σ_s p(y | s))."""
+
+    values: np.ndarray
+    num_samples: int
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over the repeats (0 for a single repeat)."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+class Evaluator:
+    """Compiled, memory-bounded evaluation of one model.
+
+    max_elements bounds rows x M x L per compiled call (see the module docstring)."""
+
+    def __init__(self, model: DeepGP, max_elements: int = DEFAULT_MAX_ELEMENTS):
+        if max_elements < 1:
+            raise ValueError(f"max_elements must be positive, got {max_elements}")
+        self.model = model
+        self.max_elements = int(max_elements)
+        self.row_cost = row_cost(model)
+        self.widths = [
+            layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
+            for layer in model.layers[:-1]
+        ]
+        self._joint = any(
+            isinstance(layer, GPLayer) and layer.full_cov for layer in model.layers[:-1]
+        )
+        self._noise = tf.function(self._noise_impl, reduce_retracing=True)
+        self._log_sum_density = tf.function(self._log_sum_density_impl, reduce_retracing=True)
+        self._per_point_bound = tf.function(self._per_point_bound_impl, reduce_retracing=True)
+        self._f_marginals = tf.function(self._f_marginals_impl, reduce_retracing=True)
+
+    # -------------------------------------------------------------- chunking and noise
+    def chunk_sizes(self, num_samples: int, num_points: int) -> Tuple[int, int]:
+        """(points per call, samples per call) with points * samples * row_cost bounded."""
+        rows = max(1, self.max_elements // self.row_cost)
+        if num_samples <= rows or self._joint:
+            return max(1, min(num_points, rows // num_samples)), num_samples
+        return 1, rows
+
+    def _noise_impl(self, idx: tf.Tensor, keys: tf.Tensor, num_samples: int) -> List[tf.Tensor]:
+        """Per layer, noise [B, S, width]: point idx[b]'s draw depends on (keys, idx[b]) only."""
+        out = []
+        for layer_i, width in enumerate(self.widths):
+            seeds = tf.stack([tf.fill(tf.shape(idx), keys[layer_i]), idx], axis=1)  # [B, 2]
+            out.append(
+                tf.map_fn(
+                    lambda s, w=width: tf.random.stateless_normal(
+                        [num_samples, w], seed=s, dtype=tf.float64
+                    ),
+                    seeds,
+                    fn_output_signature=tf.float64,
+                )
+            )
+        return out
+
+    def _point_noise(
+        self, idx: np.ndarray, seed: int, purpose: int, repeat: int, num_samples: int
+    ) -> List[Optional[tf.Tensor]]:
+        keys = _stream_keys(seed, purpose, repeat, len(self.widths) + 1)
+        if not self.widths:
+            return [None]
+        idx_t = tf.constant(idx, dtype=tf.int64)
+        return list(self._noise(idx_t, tf.constant(keys, dtype=tf.int64), num_samples)) + [None]
+
+    @staticmethod
+    def _padded(idx: np.ndarray, size: int) -> np.ndarray:
+        """idx padded to `size` by repeating its last entry (fixed shapes: one trace)."""
+        return np.concatenate([idx, np.full(size - len(idx), idx[-1], dtype=idx.dtype)])
+
+    # -------------------------------------------------------------- compiled pieces
+    def _log_sum_density_impl(self, X, Y, noise, num_samples: int) -> tf.Tensor:
+        """[B]: log Σ_s N(y | m_s, v_s + σ²) over the S samples (w from the prior)."""
+        prop = self.model.propagate(X, None, num_samples, noise=noise)
+        var = prop.f_var + self.model.likelihood.variance
+        log_dens = -0.5 * (
+            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
+        )
+        return tf.reduce_logsumexp(log_dens[..., 0], axis=1)
+
+    def _per_point_bound_impl(self, X, Y, noise, num_samples: int) -> tf.Tensor:
+        """[B]: each point's term of the model's bound (w from q(w | x, y))."""
+        prop = self.model.propagate(X, Y, num_samples, noise=noise)
+        return self.model.per_point_bound(prop, Y)
+
+    def _f_marginals_impl(self, X, noise, num_samples: int):
+        prop = self.model.propagate(X, None, num_samples, noise=noise)
+        return prop.f_mean[..., 0], prop.f_var[..., 0]  # [B, S]
+
+    # -------------------------------------------------------------- public
+    def log_predictive_density(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: int = TEST_SAMPLES,
+        seed: int = 0,
+        repeat: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """[N]: log (1/S) Σ_s N(y_n | m_s(x_n), v_s(x_n) + σ²) per point, X [N, D], Y [N, 1]."""
+        X, Y = _check_xy(X, Y)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        N = X.shape[0]
+        B, S_chunk = self.chunk_sizes(num_samples, N)
+        out = np.empty(N)
+        for start in tqdm(range(0, N, B), disable=not progress, desc="test LL", leave=False):
+            idx = np.arange(start, min(start + B, N), dtype=np.int64)
+            padded = self._padded(idx, B)
+            Xc, Yc = tf.constant(X[padded]), tf.constant(Y[padded])
+            noise = self._point_noise(padded, seed, _TEST_LL, repeat, num_samples)
+            if S_chunk == num_samples:
+                total = self._log_sum_density(Xc, Yc, noise, num_samples).numpy()
+            else:
+                parts = []
+                for s0 in range(0, num_samples, S_chunk):
+                    s1 = min(s0 + S_chunk, num_samples)
+                    piece = [None if n is None else n[:, s0:s1] for n in noise]
+                    parts.append(self._log_sum_density(Xc, Yc, piece, s1 - s0).numpy())
+                total = logsumexp(np.stack(parts), axis=0)
+            out[idx] = total[: len(idx)] - math.log(num_samples)
+        return out
+
+    def test_log_likelihood(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: int = TEST_SAMPLES,
+        repeats: int = TEST_REPEATS,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> TestLogLikelihood:
+        """The mean test log predictive density, estimated `repeats` times independently."""
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        values = np.array(
+            [
+                self.log_predictive_density(X, Y, num_samples, seed, r, progress).mean()
+                for r in range(repeats)
+            ]
+        )
+        return TestLogLikelihood(values, num_samples)
+
+    def train_elbo(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: Optional[int] = None,
+        repeats: int = 1,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """[R]: the model's bound (its mode: VI, IWVI or CIWAE, K = num_samples, default the
+        model's) on the whole of X [N, D], Y [N, 1], each repeat with fresh samples:
+        Σ_n per-point term - Σ KL[q(u) || p(u)]. X should be the training set (num_data = N)."""
+        X, Y = _check_xy(X, Y)
+        K = self.model.num_samples if num_samples is None else int(num_samples)
+        if K < 1:
+            raise ValueError(f"num_samples must be at least 1, got {K}")
+        N = X.shape[0]
+        rows = max(1, self.max_elements // self.row_cost)
+        B = max(1, min(N, rows // K))
+        kl_u = float(tf.add_n([layer.prior_kl() for layer in self.model.gp_layers]).numpy())
+        values = []
+        for r in range(repeats):
+            total = 0.0
+            for start in tqdm(range(0, N, B), disable=not progress, desc="ELBO", leave=False):
+                idx = np.arange(start, min(start + B, N), dtype=np.int64)
+                padded = self._padded(idx, B)
+                noise = self._point_noise(padded, seed, _ELBO, r, K)
+                terms = self._per_point_bound(
+                    tf.constant(X[padded]), tf.constant(Y[padded]), noise, K
+                ).numpy()
+                total += float(np.sum(terms[: len(idx)]))
+            values.append(total - kl_u)
+        return np.array(values)
+
+    def predictive_samples(
+        self, x: np.ndarray, num_samples: int = TEST_SAMPLES, seed: int = 0, index: int = 0
+    ) -> np.ndarray:
+        """[S]: samples of y from the predictive distribution at one input x [D] (or [1, D]).
+
+        `index` names the point in its data set (it selects the random stream)."""
+        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        _, S_chunk = self.chunk_sizes(num_samples, 1)
+        idx = np.array([index], dtype=np.int64)
+        noise = self._point_noise(idx, seed, _PREDICT, 0, num_samples)
+        means, variances = [], []
+        for s0 in range(0, num_samples, S_chunk):
+            s1 = min(s0 + S_chunk, num_samples)
+            piece = [None if n is None else n[:, s0:s1] for n in noise]
+            mean, var = self._f_marginals(tf.constant(x), piece, s1 - s0)
+            means.append(mean.numpy()[0])
+            variances.append(var.numpy()[0])
+        mean, var = np.concatenate(means), np.concatenate(variances)
+        y_noise = tf.random.stateless_normal(
+            [num_samples],
+            seed=_stream_keys(seed, _PREDICT, 1, 1) + [index],
+            dtype=tf.float64,
+        ).numpy()
+        sigma2 = float(self.model.likelihood.variance.numpy())
+        return mean + np.sqrt(var + sigma2) * y_noise
+
+
+def _check_xy(X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or Y.shape[1] != 1 or X.shape[0] != Y.shape[0]:
+        raise ValueError(f"expected X [N, D] and Y [N, 1], got {X.shape} and {Y.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("no points to evaluate")
+    return X, Y
+
+
+# ------------------------------------------------------------------------------ runs
+@dataclass
+class RunEvaluation:
+    """What evaluate_run computed (or found cached) for one run at one checkpoint.
+
+    test_ll: [R] mean test log-likelihood per repeat (None when not asked for);
+    train_elbo: [R] full-data train ELBO per repeat (None when not asked for)."""
+
+    run_name: str
+    step: int
+    test_ll: Optional[np.ndarray] = None
+    train_elbo: Optional[np.ndarray] = None
+    cached: Dict[str, bool] = field(default_factory=dict)
+
+
+def _cache_key(kind: str, step: int, num_samples: Optional[int], repeats: int, seed: int) -> str:
+    return f"{kind}:step={step}:S={num_samples}:R={repeats}:seed={seed}"
+
+
+def _read_cache(run_dir: Path) -> Dict[str, dict]:
+    path = run_dir / EVALUATION_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"corrupt evaluation cache {path}: {err}; delete it to recompute"
+        ) from err
+    if not isinstance(data, dict):
+        raise ValueError(f"corrupt evaluation cache {path}: expected a JSON object")
+    return data
+
+
+def _write_cache(run_dir: Path, data: Dict[str, dict]) -> None:
+    path = run_dir / EVALUATION_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def evaluate_run(
+    run_dir: os.PathLike,
+    test_ll: bool = True,
+    elbo: bool = False,
+    num_samples: int = TEST_SAMPLES,
+    repeats: int = TEST_REPEATS,
+    elbo_repeats: int = ELBO_REPEATS,
+    seed: int = 0,
+    step: Optional[int] = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    recompute: bool = False,
+    progress: bool = False,
+) -> RunEvaluation:
+    """Test log-likelihood ([repeats] values, `num_samples` each) and/or the full-data train
+    ELBO ([elbo_repeats] values, the run's K) of a run's checkpoint (default: latest).
+
+    Results are cached in <run_dir>/evaluation.json, keyed by step, samples, repeats and seed;
+    `recompute` ignores the cache. Raises FileNotFoundError for a run without a checkpoint."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    if step is None:
+        step = latest_checkpoint_step(run_dir)
+        if step is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint in {CHECKPOINT_DIR}/ yet")
+    cache = {} if recompute else _read_cache(run_dir)
+    keys = {
+        "test_ll": _cache_key("test_ll", step, num_samples, repeats, seed),
+        "train_elbo": _cache_key("train_elbo", step, config.num_IW_samples, elbo_repeats, seed),
+    }
+    wanted = [k for k, on in (("test_ll", test_ll), ("train_elbo", elbo)) if on]
+    result = RunEvaluation(config.run_name, step)
+    todo = []
+    for kind in wanted:
+        if keys[kind] in cache:
+            setattr(result, kind, np.asarray(cache[keys[kind]]["values"], dtype=np.float64))
+            result.cached[kind] = True
+        else:
+            todo.append(kind)
+    if not todo:
+        return result
+
+    model, _, data, _ = load_run(run_dir, step)
+    evaluator = Evaluator(model, max_elements)
+    if recompute:
+        cache = _read_cache(run_dir)
+    for kind in todo:
+        if kind == "test_ll":
+            values = evaluator.test_log_likelihood(
+                data.X_test, data.Y_test, num_samples, repeats, seed, progress
+            ).values
+        else:
+            values = evaluator.train_elbo(
+                data.X_train, data.Y_train, None, elbo_repeats, seed, progress
+            )
+        if not np.all(np.isfinite(values)):
+            raise FloatingPointError(f"{run_dir}: {kind} is not finite: {values}")
+        setattr(result, kind, values)
+        result.cached[kind] = False
+        cache[keys[kind]] = {"values": values.tolist(), "step": step}
+    _write_cache(run_dir, cache)
+    return result
+
+
+# ------------------------------------------------------------------------------ figure data
+@dataclass
+class FigureDataRow:
+    """One line of a figure data file: dataset, flag (Figure 4: fixq; Table 1: DReG), split and
+    the repeated values [R]."""
+
+    dataset: str
+    flag: bool
+    split: int
+    values: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+
+def figure_data_path(results_path: os.PathLike, name: str) -> Path:
+    """<results_path>/figure_data/<name>.txt"""
+    return Path(results_path) / FIGURE_DATA_DIR / f"{name}.txt"
+
+
+def write_figure_data(path: os.PathLike, rows: Iterable[FigureDataRow]) -> Path:
+    """Writes rows (tab-separated: dataset, T/F, split, values) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for row in rows:
+        values = "\t".join(repr(float(v)) for v in np.atleast_1d(row.values))
+        lines.append(f"{row.dataset}\t{'T' if row.flag else 'F'}\t{row.split}\t{values}\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def read_figure_data(path: os.PathLike) -> List[FigureDataRow]:
+    """Reads a figure data file (tabs or spaces); raises ValueError naming the file and line
+    for a malformed line, FileNotFoundError when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"figure data file {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cols = line.split()
+        try:
+            if len(cols) < 4:
+                raise ValueError("expected: dataset, T/F, split, one or more values")
+            if cols[1] not in ("T", "F"):
+                raise ValueError(f"flag must be T or F, got {cols[1]!r}")
+            values = np.array([float(v) for v in cols[3:]])
+            rows.append(FigureDataRow(cols[0], cols[1] == "T", int(cols[2]), values))
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: malformed figure data ({err})") from None
+    return rows
+
+
+# ------------------------------------------------------------------------------ targets
+@dataclass
+class TargetRun:
+    """One run a target needs: where it goes in the data file and its configuration."""
+
+    dataset: str
+    flag: bool
+    split: int
+    config: RunConfig
+
+
+def target_runs(
+    target: str,
+    results_path: os.PathLike = "results",
+    datasets: Optional[Sequence[str]] = None,
+    splits: Optional[int] = None,
+    iterations: int = PAPER_ITERATIONS,
+) -> List[TargetRun]:
+    """The runs of evaluate's targets: 'figure_4' (learned q(w) vs fixq, REG-trained) and
+    'table_1' (REG vs DReG); depth 2, K = 50, minibatch 64, splits 0..splits-1."""
+    if target == "figure_4":
+        datasets = FIGURE_4_DATASETS if datasets is None else datasets
+        splits = FIGURE_4_SPLITS if splits is None else splits
+        flags = [(False, dict(fixq=False)), (True, dict(fixq=True))]
+    elif target == "table_1":
+        datasets = TABLE_1_DATASETS if datasets is None else datasets
+        splits = TABLE_1_SPLITS if splits is None else splits
+        flags = [(False, dict(estimator="reg")), (True, dict(estimator="dreg"))]
+    else:
+        raise ValueError(f"unknown evaluation target {target!r}; known: figure_4, table_1")
+    runs = []
+    for dataset in datasets:
+        for flag, kwargs in flags:
+            for split in range(splits):
+                config = paper_config(
+                    dataset, split, 2, results_path=results_path, iterations=iterations, **kwargs
+                )
+                runs.append(TargetRun(dataset, flag, split, config))
+    return runs
+
+
+def target_files(target: str, results_path: os.PathLike = "results") -> Dict[str, Path]:
+    """The data files a target writes: metric -> path."""
+    if target == "figure_4":
+        return {"test_ll": figure_data_path(results_path, "figure_4")}
+    if target == "table_1":
+        return {
+            "test_ll": figure_data_path(results_path, "table_1_tll"),
+            "train_elbo": figure_data_path(results_path, "table_1_elbo"),
+        }
+    raise ValueError(f"unknown evaluation target {target!r}; known: figure_4, table_1")
+
+
+def evaluate_command(
+    target: str,
+    results_path: os.PathLike = "results",
+    num_samples: int = TEST_SAMPLES,
+    repeats: int = TEST_REPEATS,
+) -> str:
+    """The exact experiments/evaluate.py command line that writes `target`'s data files."""
+    cmd = f"python experiments/evaluate.py {target} --results_path {_quote(str(results_path))}"
+    if num_samples != TEST_SAMPLES:
+        cmd += f" --num_samples {num_samples}"
+    if repeats != TEST_REPEATS:
+        cmd += f" --repeats {repeats}"
+    return cmd
+
+
+@dataclass
+class TargetReport:
+    """What evaluate_target did: the files written, the runs evaluated and those missing."""
+
+    written: Dict[str, Path]
+    evaluated: List[RunEvaluation]
+    missing: List[TargetRun]
+
+
+def evaluate_target(
+    target: str,
+    results_path: os.PathLike = "results",
+    datasets: Optional[Sequence[str]] = None,
+    splits: Optional[int] = None,
+    num_samples: int = TEST_SAMPLES,
+    repeats: int = TEST_REPEATS,
+    elbo_repeats: int = ELBO_REPEATS,
+    seed: int = 0,
+    step: Optional[int] = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    recompute: bool = False,
+    progress: bool = False,
+    log=print,
+) -> TargetReport:
+    """Evaluates every existing run of `target` (see target_runs) and writes its data files
+    (figure_4: test LL; table_1: test LL and train ELBO); runs without a checkpoint are listed
+    in the report (and logged), never silently skipped. Nothing is written when none exist."""
+    runs = target_runs(target, results_path, datasets, splits)
+    files = target_files(target, results_path)
+    rows: Dict[str, List[FigureDataRow]] = {metric: [] for metric in files}
+    evaluated, missing = [], []
+    for i, run in enumerate(runs):
+        run_dir = run.config.run_dir()
+        if latest_checkpoint_step(run_dir) is None:
+            missing.append(run)
+            continue
+        log(f"[{i + 1}/{len(runs)}] {run.config.run_name}")
+        result = evaluate_run(
+            run_dir,
+            test_ll=True,
+            elbo="train_elbo" in files,
+            num_samples=num_samples,
+            repeats=repeats,
+            elbo_repeats=elbo_repeats,
+            seed=seed,
+            step=step,
+            max_elements=max_elements,
+            recompute=recompute,
+            progress=progress,
+        )
+        evaluated.append(result)
+        trained_for = load_config(run_dir).iterations
+        if result.step < trained_for:
+            log(f"    note: checkpoint step {result.step} < iterations {trained_for} (unfinished)")
+        for metric in files:
+            values = getattr(result, metric)
+            rows[metric].append(FigureDataRow(run.dataset, run.flag, run.split, values))
+            log(f"    {metric}: mean {np.mean(values):.6g} over {len(values)} repeats")
+    written = {}
+    if evaluated:
+        for metric, path in files.items():
+            written[metric] = write_figure_data(path, rows[metric])
+    if missing:
+        log(f"{len(missing)} of {len(runs)} runs have no checkpoint (not in the data files):")
+        for run in missing:
+            log(f"  {run.config.run_name}: {train_command(run.config)}")
+    return TargetReport(written, evaluated, missing)

@@ -1,0 +1,979 @@
+"""The paper's figures and Table 1, drawn from the runs, gradient dumps and figure data files under
+a results path (run directories named by RunConfig.run_name).
+
+Each `figure_*` / `table_1` function first works out which of its inputs are missing and prints
+the exact commands that create them (experiments/train.py, then experiments/sample_gradients.py,
+then experiments/evaluate.py), then draws what exists into <figures_dir>/<name>.pdf and .png.
+When nothing can be drawn it raises MissingInputsError (after printing the commands); with
+partial inputs it draws what exists and the report lists the rest. A corrupt gradient dump or
+data file raises ValueError naming the file.
+
+Inputs (K = 50 training, minibatch 64, IWAE, split 0 unless stated; "reg" = REG-trained run):
+  figure_1  demo_normalized_L1_IWAE_SF0_K50_BS64_reg: dumps reg/dreg, batch 1, data points
+            0-9, K in 1, 5, 10, ..., 100 (aggregates or raw)
+  figure_2  demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg: raw dumps reg/dreg, batch 1, data
+            point 0, K = 1, 10, 100
+  figure_3  <dataset>_L1[_G5 x (depth-1)]_IWAE_SF0_K50_BS64_reg for 7 datasets, depths 1-4:
+            dumps reg/dreg, batch 1, data points 0-9, K = 1, 10, 100, 1000
+  figure_4  <results>/figure_data/figure_4.txt (experiments/evaluate.py figure_4) from
+            <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_reg and ..._reg_fixq, splits 0-9
+  figure_5  wilson_forest / winewhite _L1_G5_IWAE_SF2_K50_BS64_reg and ..._reg_fixq
+            checkpoints (10,000 predictive samples at test points 2 and 0)
+  table_1   <results>/figure_data/table_1_tll.txt and table_1_elbo.txt (evaluate.py table_1)
+            from <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_{reg,dreg}, splits 0-19
+  figure_8  <dataset>_L1_G5_IWAE_SF0_K50_BS64_reg of the Table 1 datasets: aggregate dumps
+            reg/dreg, batch 64 (training points 0-63), K = 50
+  figure_9  power_L1_G5_G5_IWAE_SF0_K30_BS64_reg: dumps reg, batch sizes 1 (data points 0-9),
+            64, 128, 256, 512, K = 1-10, 15, 20, 30, 40, 50
+
+"Mean SNR over encoder weights" averages |mean| / std over every entry of the encoder's weight
+matrices (W0, W1, ...; biases left out), an entry with zero mean and zero std counting as 0, as
+the reference does; per-data-point SNRs (batch size 1) are averaged over the data points.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.stats  # noqa: E402
+
+from dgp_snr.evaluation import (  # noqa: E402
+    FIGURE_4_DATASETS,
+    PAPER_ITERATIONS,
+    TABLE_1_DATASETS,
+    TEST_SAMPLES,
+    Evaluator,
+    FigureDataRow,
+    evaluate_command,
+    latest_checkpoint_step,
+    paper_config,
+    read_figure_data,
+    target_files,
+    target_runs,
+    train_command,
+)
+from dgp_snr.gradient_dumps import GradientDump, dump_path, load_gradient_dump  # noqa: E402
+from dgp_snr.runs import RunConfig, load_run  # noqa: E402
+
+FIGURES_DIR = "figures"
+#: Gradient estimates per dump in the printed sampling commands (the reference's default).
+GRADIENT_SAMPLES = 1000
+NUM_DATAPOINTS = 10
+
+FIGURE_1_KS = (1,) + tuple(range(5, 101, 5))
+FIGURE_1_PARAMETERS = (0, 1, 2, 3)
+FIGURE_2_KS = (1, 10, 100)
+FIGURE_2_PARAMETER = 4
+FIGURE_3_DATASETS = (
+    "winered",
+    "wilson_solar",
+    "demo_normalized",
+    "wilson_forest",
+    "power",
+    "wilson_pol",
+    "winewhite",
+)
+FIGURE_3_DEPTHS = (1, 2, 3, 4)
+FIGURE_3_KS = (1, 10, 100, 1000)
+#: (dataset, split, test point) of Figure 5's panels (the reference's choice).
+FIGURE_5_PANELS = (("wilson_forest", 2, 2), ("winewhite", 2, 0))
+FIGURE_8_DATASETS = TABLE_1_DATASETS
+FIGURE_8_K = 50
+FIGURE_8_BATCH = 64
+FIGURE_9_DATASET = "power"
+FIGURE_9_DEPTH = 3
+FIGURE_9_TRAIN_K = 30
+FIGURE_9_BATCH_SIZES = (1, 64, 128, 256, 512)
+FIGURE_9_KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 30, 40, 50)
+
+ESTIMATORS = ("reg", "dreg")
+LABELS = {"reg": "REG", "dreg": "DReG"}
+COLORS = {"reg": "#1f77b4", "dreg": "#ff7f0e", "fixq": "#2ca02c"}
+FIT_COLOR = "#b2182b"
+
+_WEIGHT = re.compile(r"(?:^|/)W(\d+)$")
+
+
+class MissingInputsError(RuntimeError):
+    """Nothing of a figure can be drawn: its inputs are missing (the commands were printed)."""
+
+
+@dataclass
+class FigureReport:
+    """What a figure function did: the commands for its missing inputs, a description of each
+    missing input, the files it wrote and (table_1) the printed table."""
+
+    name: str
+    commands: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    outputs: List[Path] = field(default_factory=list)
+    text: Optional[str] = None
+
+
+# ------------------------------------------------------------------------------ style
+def _setup_style() -> None:
+    usetex = shutil.which("latex") is not None
+    plt.rcParams.update(
+        {
+            "text.usetex": usetex,
+            "font.family": "serif",
+            "font.size": 11,
+            "axes.labelsize": 11,
+            "axes.titlesize": 11,
+            "legend.fontsize": 9,
+            "lines.linewidth": 1.6,
+            "grid.linestyle": "--",
+            "grid.linewidth": 0.5,
+            "grid.color": "0.7",
+            "savefig.bbox": "tight",
+        }
+    )
+
+
+def _label(dataset: str) -> str:
+    """A short, TeX-safe dataset label ('wilson_forest' -> 'forest')."""
+    return dataset.replace("wilson_", "").replace("_normalized", "").replace("_", " ")
+
+
+def _save(fig: "plt.Figure", name: str, figures_dir: os.PathLike) -> List[Path]:
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = [figures_dir / f"{name}.pdf", figures_dir / f"{name}.png"]
+    fig.savefig(paths[0])
+    fig.savefig(paths[1], dpi=150)
+    plt.close(fig)
+    return paths
+
+
+# ------------------------------------------------------------------------------ commands
+def sample_command(
+    config: RunConfig,
+    estimator: str,
+    ks: Sequence[int],
+    batch_size: int = 1,
+    num_datapoints: int = NUM_DATAPOINTS,
+    aggregates: bool = True,
+    num_samples: int = GRADIENT_SAMPLES,
+) -> str:
+    """The exact experiments/sample_gradients.py command line for these dumps of a run."""
+    parts = [
+        "python experiments/sample_gradients.py",
+        shlex.quote(config.run_name),
+        f"--results_path {shlex.quote(str(config.results_path))}",
+        f"--ks {','.join(str(k) for k in sorted(ks))}",
+        f"--num_samples {num_samples}",
+        f"--batch_size {batch_size}",
+        f"--num_datapoints {num_datapoints if batch_size == 1 else 1}",
+        f"--estimator {estimator}",
+    ]
+    if aggregates:
+        parts.append("--save_aggregates")
+    return " ".join(parts)
+
+
+class _Needs:
+    """Collects a figure's missing inputs, in the order they must be made: runs, dumps, data."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.train: "OrderedDict[str, str]" = OrderedDict()
+        self.sample: "OrderedDict[tuple, set]" = OrderedDict()
+        self.sample_configs: Dict[str, RunConfig] = {}
+        self.evaluate: List[str] = []
+        self.missing: List[str] = []
+        self._run_ok: Dict[str, bool] = {}
+
+    def has_run(self, config: RunConfig) -> bool:
+        name = config.run_name
+        if name not in self._run_ok:
+            self._run_ok[name] = latest_checkpoint_step(config.run_dir()) is not None
+        return self._run_ok[name]
+
+    def run(self, config: RunConfig) -> bool:
+        """Whether the run has a checkpoint; otherwise records its training command."""
+        if self.has_run(config):
+            return True
+        if config.run_name not in self.train:
+            self.train[config.run_name] = train_command(config)
+            self.missing.append(f"run {config.run_name} (no checkpoint)")
+        return False
+
+    def dump(
+        self,
+        config: RunConfig,
+        estimator: str,
+        batch_size: int,
+        K: int,
+        datapoint: Optional[int],
+        num_datapoints: int,
+        raw: bool,
+    ) -> Optional[Path]:
+        """The dump's path when it exists (an aggregate or, unless `raw` is needed, a raw one);
+        otherwise records the run's training (if needed) and the sampling command."""
+        path = find_dump(config.run_dir(), estimator, batch_size, K, datapoint, raw)
+        if path is not None:
+            return path
+        self.run(config)
+        key = (config.run_name, estimator, batch_size, num_datapoints, not raw)
+        self.sample_configs[config.run_name] = config
+        self.sample.setdefault(key, set()).add(K)
+        where = f"data point {datapoint}" if datapoint is not None else f"batch {batch_size}"
+        self.missing.append(
+            f"{'raw ' if raw else ''}gradient dump {config.run_name} {estimator} "
+            f"batch {batch_size} K={K} {where}"
+        )
+        return None
+
+    def data(self, command: str, description: str) -> None:
+        if command not in self.evaluate:
+            self.evaluate.append(command)
+        self.missing.append(description)
+
+    def commands(self) -> List[str]:
+        out = list(self.train.values())
+        for (run_name, estimator, batch_size, ndp, aggregates), ks in self.sample.items():
+            out.append(
+                sample_command(
+                    self.sample_configs[run_name], estimator, ks, batch_size, ndp, aggregates
+                )
+            )
+        return out + self.evaluate
+
+    def report(self, out: Optional[TextIO]) -> FigureReport:
+        """Prints the commands (the first thing every figure prints) and starts the report."""
+        out = sys.stdout if out is None else out
+        commands = self.commands()
+        if commands:
+            print(f"#### {self.name}: commands to create the missing inputs ####", file=out)
+            for command in commands:
+                print(command, file=out)
+            print("#### end of commands ####", file=out)
+        else:
+            print(f"#### {self.name}: all inputs present ####", file=out)
+        out.flush()
+        return FigureReport(self.name, commands, list(self.missing))
+
+
+def _finish(report: FigureReport, out: Optional[TextIO]) -> FigureReport:
+    out = sys.stdout if out is None else out
+    if report.outputs:
+        print(f"{report.name}: wrote {', '.join(str(p) for p in report.outputs)}", file=out)
+    if report.missing:
+        print(
+            f"{report.name}: drawn from partial data; {len(report.missing)} input(s) missing "
+            "(the commands above create them)",
+            file=out,
+        )
+    return report
+
+
+def _nothing(report: FigureReport, results_path: os.PathLike) -> MissingInputsError:
+    return MissingInputsError(
+        f"{report.name}: none of its inputs exist under {results_path}; run the "
+        f"{len(report.commands)} command(s) printed above first"
+    )
+
+
+# ------------------------------------------------------------------------------ SNR inputs
+def find_dump(
+    run_dir: os.PathLike,
+    estimator: str,
+    batch_size: int,
+    K: int,
+    datapoint: Optional[int] = None,
+    raw: bool = False,
+) -> Optional[Path]:
+    """The existing dump for (estimator, batch size, K, data point): the aggregate dump when
+    `raw` is False and it exists, else the raw one; None when neither exists. For data point 0
+    a dump without data-point suffix also counts."""
+    candidates = [datapoint] + ([None] if datapoint == 0 else [])
+    for dp in candidates:
+        for aggregates in ([False] if raw else [True, False]):
+            path = dump_path(run_dir, estimator, batch_size, K, dp, aggregates)
+            if path.is_file():
+                return path
+    return None
+
+
+def _weight_key(name: str) -> Tuple[int, int, str]:
+    layer = re.search(r"layer(\d+)", name)
+    index = _WEIGHT.search(name)
+    return (int(layer.group(1)) if layer else 0, int(index.group(1)) if index else 0, name)
+
+
+def weight_names(names: Sequence[str]) -> List[str]:
+    """The encoder weight matrices among parameter names ('layer0/W0', ...), in layer and
+    matrix order; biases are left out."""
+    return sorted((n for n in names if _WEIGHT.search(n)), key=_weight_key)
+
+
+def weight_snr(dump: GradientDump, path: Optional[os.PathLike] = None) -> np.ndarray:
+    """[P]: |mean| / std of every encoder weight entry, flattened in weight_names order
+    (0 where mean and std are both 0)."""
+    names = weight_names(list(dump.mean))
+    if not names:
+        raise ValueError(f"gradient dump {path or ''} holds no encoder weights (W0, W1, ...)")
+    mean = np.concatenate([np.ravel(dump.mean[n]) for n in names])
+    std = np.concatenate([np.ravel(dump.std[n]) for n in names])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.abs(mean) / std
+    snr[(std == 0) & (mean == 0)] = 0.0
+    if not np.all(np.isfinite(snr)):
+        raise ValueError(f"gradient dump {path or ''} has non-finite SNRs (std 0 or NaN)")
+    return snr
+
+
+def weight_samples(dump: GradientDump, path: Optional[os.PathLike] = None) -> np.ndarray:
+    """[R, P]: the raw gradient samples of every encoder weight entry, flattened as
+    weight_snr does."""
+    if dump.samples is None:
+        raise ValueError(f"gradient dump {path or ''} holds aggregates only, not raw samples")
+    names = weight_names(list(dump.samples))
+    R = next(iter(dump.samples.values())).shape[0]
+    return np.concatenate([dump.samples[n].reshape(R, -1) for n in names], axis=1)
+
+
+def weight_entry_labels(dump: GradientDump) -> List[str]:
+    """[P]: a label per flattened weight entry, e.g. 'W0[0, 4]' (in weight_snr's order)."""
+    labels = []
+    for name in weight_names(list(dump.mean)):
+        short = name.rsplit("/", 1)[-1]
+        for index in np.ndindex(*np.shape(dump.mean[name])):
+            labels.append(f"{short}[{', '.join(str(i) for i in index)}]")
+    return labels
+
+
+def mean_snr_over_datapoints(paths: Sequence[os.PathLike]) -> np.ndarray:
+    """[P]: per weight entry, the SNR averaged over the dumps (one per data point)."""
+    return np.mean([weight_snr(load_gradient_dump(p), p) for p in paths], axis=0)
+
+
+def _collect_snr_paths(
+    needs: _Needs,
+    config: RunConfig,
+    estimator: str,
+    ks: Sequence[int],
+    batch_size: int,
+    num_datapoints: int,
+) -> Dict[int, List[Path]]:
+    """K -> the existing dumps (one per data point for batch size 1), missing ones recorded."""
+    out: Dict[int, List[Path]] = {}
+    datapoints = list(range(num_datapoints)) if batch_size == 1 else [None]
+    for K in ks:
+        paths = []
+        for dp in datapoints:
+            path = needs.dump(config, estimator, batch_size, K, dp, num_datapoints, raw=False)
+            if path is not None:
+                paths.append(path)
+        if paths:
+            out[K] = paths
+    return out
+
+
+# ------------------------------------------------------------------------------ figure 1
+def figure_1(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_1_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    parameters: Sequence[int] = FIGURE_1_PARAMETERS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
+    depth 1, batch size 1, averaged over `num_datapoints` points."""
+    config = paper_config(
+        "demo_normalized", 0, 1, results_path=results_path, iterations=iterations
+    )
+    needs = _Needs("figure_1")
+    found = {
+        est: _collect_snr_paths(needs, config, est, ks, 1, num_datapoints) for est in ESTIMATORS
+    }
+    report = needs.report(out)
+    if not any(found.values()):
+        raise _nothing(report, results_path)
+
+    _setup_style()
+    fig, axl = plt.subplots(figsize=(5.5, 3.4))
+    axr = axl.twinx()
+    styles = ["-", "--", ":", "-."]
+    handles = []
+    entry_labels: List[str] = []
+    for est, ax in (("reg", axl), ("dreg", axr)):
+        if not found[est]:
+            continue
+        Ks = sorted(found[est])
+        snrs = np.array([mean_snr_over_datapoints(found[est][K]) for K in Ks])  # [nK, P]
+        entry_labels = entry_labels or weight_entry_labels(
+            load_gradient_dump(found[est][Ks[0]][0])
+        )
+        for j, p in enumerate(parameters):
+            if p >= snrs.shape[1]:
+                raise ValueError(f"figure_1: parameter {p} out of range ({snrs.shape[1]})")
+            (line,) = ax.plot(
+                Ks, snrs[:, p], color=COLORS[est], linestyle=styles[j % 4], marker="o", ms=2.5
+            )
+            if j == 0:
+                line.set_label(LABELS[est])
+                handles.append(line)
+        ax.set_ylim(bottom=0.0, top=max(ax.get_ylim()[1], 1e-3))
+    for est, ax in (("reg", axl), ("dreg", axr)):
+        ax.set_ylabel(f"{LABELS[est]} SNR", color=COLORS[est])
+        ax.tick_params(axis="y", colors=COLORS[est])
+    for j, p in enumerate(parameters):
+        handles.append(
+            plt.Line2D([], [], color="0.4", linestyle=styles[j % 4], label=entry_labels[p])
+        )
+    axl.set_xlabel("number of importance samples $K$")
+    axl.set_xlim(0, max(max(ks), 1))
+    axl.grid(True)
+    axl.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    axl.set_title(
+        f"demo, 1 layer: SNR of {len(parameters)} encoder weights (mean over "
+        f"{num_datapoints} points)"
+    )
+    report.outputs = _save(fig, "figure_1", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ figure 2
+def figure_2(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_2_KS,
+    parameter: int = FIGURE_2_PARAMETER,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
+    (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
+    depth 2, batch size 1 (training point 0)."""
+    config = paper_config(
+        "demo_normalized", 0, 2, results_path=results_path, iterations=iterations
+    )
+    needs = _Needs("figure_2")
+    found = {
+        (est, K): needs.dump(config, est, 1, K, 0, 1, raw=True) for est in ESTIMATORS for K in ks
+    }
+    report = needs.report(out)
+    if all(p is None for p in found.values()):
+        raise _nothing(report, results_path)
+
+    samples = {}
+    for key, path in found.items():
+        if path is not None:
+            dump = load_gradient_dump(path)
+            flat = weight_samples(dump, path)
+            if parameter >= flat.shape[1]:
+                raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
+            samples[key] = flat[:, parameter]
+            label = weight_entry_labels(dump)[parameter]
+    _setup_style()
+    fig, axes = plt.subplots(len(ks), 2, figsize=(8, 1.9 * len(ks) + 0.6), squeeze=False)
+    for col, est in enumerate(ESTIMATORS):
+        mine = [samples[(est, K)] for K in ks if (est, K) in samples]
+        if not mine:
+            lo, hi = -1.0, 1.0
+        else:  # one x range per estimator (column), as the paper shares it across K
+            lo, hi = np.percentile(np.concatenate(mine), [0.5, 99.5])
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            pad = 0.05 * (hi - lo or 1.0)
+            lo, hi = lo - pad, hi + pad
+        x = np.linspace(lo, hi, 400)
+        for row, K in enumerate(ks):
+            ax = axes[row, col]
+            ax.set_xlim(lo, hi)
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel("density")
+            if row < len(ks) - 1:
+                ax.tick_params(labelbottom=False)
+            if (est, K) not in samples:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+                continue
+            g = samples[(est, K)]
+            mean, std = float(np.mean(g)), float(np.std(g))
+            shown = g[(g >= lo) & (g <= hi)]
+            bins = int(np.clip(len(shown) // 15, 20, 200))
+            ax.hist(shown, bins=bins, density=True, color=COLORS[est], alpha=0.8)
+            if std > 0:
+                ax.plot(x, scipy.stats.norm.pdf(x, mean, std), color=FIT_COLOR, lw=1.4)
+            ax.axvline(mean, color="black", linestyle="-", lw=1.2)
+            ax.axvline(0.0, color="0.3", linestyle="--", lw=1.0)
+            snr = abs(mean) / std if std > 0 else 0.0
+            ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {snr:.3f}")
+    for col, est in enumerate(ESTIMATORS):
+        axes[-1, col].set_xlabel(
+            f"{LABELS[est]} estimates of the gradient of encoder weight {label}"
+        )
+    handles = [
+        plt.Line2D([], [], color=FIT_COLOR, lw=1.4, label="fitted normal"),
+        plt.Line2D([], [], color="black", lw=1.2, label="mean"),
+        plt.Line2D([], [], color="0.3", lw=1.0, linestyle="--", label="zero"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    report.outputs = _save(fig, "figure_2", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ figure 3
+def figure_3(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = FIGURE_3_DATASETS,
+    depths: Sequence[int] = FIGURE_3_DEPTHS,
+    ks: Sequence[int] = FIGURE_3_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
+    top row REG, bottom row DReG; batch size 1, averaged over the data points."""
+    needs = _Needs("figure_3")
+    found = {}
+    for est in ESTIMATORS:
+        for dataset in datasets:
+            for depth in depths:
+                config = paper_config(
+                    dataset, 0, depth, results_path=results_path, iterations=iterations
+                )
+                found[(est, dataset, depth)] = _collect_snr_paths(
+                    needs, config, est, ks, 1, num_datapoints
+                )
+    report = needs.report(out)
+    if not any(found.values()):
+        raise _nothing(report, results_path)
+
+    _setup_style()
+    fig, axes = plt.subplots(
+        2, len(datasets), figsize=(2.1 * len(datasets) + 0.8, 4.6), squeeze=False
+    )
+    width = 0.8 / len(ks)
+    shades = {
+        est: plt.get_cmap("Blues" if est == "reg" else "Oranges")(np.linspace(0.4, 0.95, len(ks)))
+        for est in ESTIMATORS
+    }
+    for row, est in enumerate(ESTIMATORS):
+        for col, dataset in enumerate(datasets):
+            ax = axes[row, col]
+            for d_i, depth in enumerate(depths):
+                paths = found[(est, dataset, depth)]
+                for k_i, K in enumerate(ks):
+                    if K in paths:
+                        value = float(np.mean(mean_snr_over_datapoints(paths[K])))
+                        x = d_i + (k_i - (len(ks) - 1) / 2) * width
+                        ax.bar(x, value, width=width, color=shades[est][k_i])
+            ax.set_xticks(range(len(depths)))
+            ax.set_xticklabels([str(d) for d in depths])
+            ax.set_xlim(-0.5, len(depths) - 0.5)
+            ax.grid(True, axis="y")
+            ax.set_axisbelow(True)
+            if row == 0:
+                ax.set_title(_label(dataset))
+            else:
+                ax.set_xlabel("layers")
+            if col == 0:
+                ax.set_ylabel(f"{LABELS[est]} mean SNR")
+        handles = [
+            plt.Rectangle((0, 0), 1, 1, color=shades[est][i], label=f"$K = {K}$")
+            for i, K in enumerate(ks)
+        ]
+        axes[row, -1].legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=LABELS[est]
+        )
+    fig.tight_layout()
+    report.outputs = _save(fig, "figure_3", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ data files
+def _data_rows(
+    needs: _Needs,
+    target: str,
+    metric: str,
+    results_path: os.PathLike,
+    datasets: Sequence[str],
+    splits: int,
+    iterations: int,
+) -> Dict[Tuple[str, bool, int], FigureDataRow]:
+    """The rows of a target's data file keyed by (dataset, flag, split), restricted to the
+    expected runs; missing rows recorded (training for runs without a checkpoint, then
+    evaluate.py)."""
+    path = target_files(target, results_path)[metric]
+    rows: Dict[Tuple[str, bool, int], FigureDataRow] = {}
+    if path.is_file():
+        for row in read_figure_data(path):
+            rows[(row.dataset, row.flag, row.split)] = row
+    expected = target_runs(target, results_path, datasets, splits, iterations)
+    out = {}
+    command = evaluate_command(target, results_path)
+    for run in expected:
+        key = (run.dataset, run.flag, run.split)
+        if key in rows:
+            out[key] = rows[key]
+            continue
+        needs.run(run.config)
+        needs.data(command, f"{path.name}: no {metric} for {run.config.run_name}")
+    return out
+
+
+def _violin(ax, values: np.ndarray, x: float, color: str) -> None:
+    if len(values) >= 2 and np.ptp(values) > 0:
+        parts = ax.violinplot(values, [x], showmeans=True, widths=0.38)
+        for body in parts["bodies"]:
+            body.set_color(color)
+            body.set_alpha(0.6)
+        for key in ("cbars", "cmins", "cmaxes", "cmeans"):
+            parts[key].set_color(color)
+    ax.scatter(np.full(len(values), x), values, s=8, color=color, zorder=3)
+
+
+# ------------------------------------------------------------------------------ figure 4
+def figure_4(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = FIGURE_4_DATASETS,
+    splits: int = 10,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Test log-likelihood over splits (violins; each split the mean of its repeats) with the
+    learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset."""
+    needs = _Needs("figure_4")
+    rows = _data_rows(needs, "figure_4", "test_ll", results_path, datasets, splits, iterations)
+    report = needs.report(out)
+    if not rows:
+        raise _nothing(report, results_path)
+
+    _setup_style()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(2.0 * len(datasets) + 0.6, 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets):
+        drawn = False
+        for flag, x, color in ((False, -0.2, COLORS["reg"]), (True, 0.2, COLORS["fixq"])):
+            values = np.array(
+                [r.mean for (d, f, _), r in sorted(rows.items()) if d == dataset and f == flag]
+            )
+            if len(values):
+                _violin(ax, values, x, color)
+                drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            ax.set_yticks([])
+        ax.set_title(_label(dataset))
+        ax.set_xticks([-0.2, 0.2])
+        ax.set_xticklabels(["$q(w)$", "$p(w)$"])
+        ax.set_xlim(-0.5, 0.5)
+        ax.grid(True, axis="y")
+    axes[0].set_ylabel("test log-likelihood")
+    fig.suptitle("learned $q(w)$ vs $q(w)$ fixed to the prior $p(w)$ (2 layers)", y=1.02)
+    fig.tight_layout()
+    report.outputs = _save(fig, "figure_4", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ figure 5
+def figure_5(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
+    num_samples: int = TEST_SAMPLES,
+    depth: int = 2,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Histograms of predictive samples at one test point, learned q(w) (top) vs q(w) fixed to
+    the prior (bottom); one column per (dataset, split, test point) panel."""
+    needs = _Needs("figure_5")
+    configs = {}
+    for dataset, split, point in panels:
+        for fixq in (False, True):
+            config = paper_config(
+                dataset, split, depth, fixq=fixq, results_path=results_path, iterations=iterations
+            )
+            if needs.run(config):
+                configs[(dataset, fixq)] = config
+    report = needs.report(out)
+    if not configs:
+        raise _nothing(report, results_path)
+
+    samples = {}
+    for dataset, split, point in panels:
+        for fixq in (False, True):
+            if (dataset, fixq) not in configs:
+                continue
+            model, _, data, _ = load_run(configs[(dataset, fixq)].run_dir())
+            if point >= data.X_test.shape[0]:
+                raise ValueError(
+                    f"figure_5: test point {point} out of range ({data.X_test.shape[0]} points)"
+                )
+            ys = Evaluator(model).predictive_samples(data.X_test[point], num_samples, 0, point)
+            samples[(dataset, fixq)] = (ys, float(data.Y_test[point, 0]))
+
+    _setup_style()
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(3.2 * len(panels) + 0.6, 4.2), squeeze=False, sharex="col"
+    )
+    for col, (dataset, split, point) in enumerate(panels):
+        for row, fixq in enumerate((False, True)):
+            ax = axes[row, col]
+            if (dataset, fixq) not in samples:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+                ax.set_yticks([])
+                continue
+            ys, y_true = samples[(dataset, fixq)]
+            color = COLORS["fixq"] if fixq else COLORS["reg"]
+            ax.hist(ys, bins=100, density=True, color=color, alpha=0.85)
+            ax.axvline(y_true, color="black", linestyle="--", lw=1.0)
+            ax.grid(True)
+            if row == 0:
+                ax.set_title(f"{_label(dataset)} (split {split}, test point {point})")
+            if col == 0:
+                ax.set_ylabel(("fixed $p(w)$" if fixq else "learned $q(w)$") + "\ndensity")
+        axes[-1, col].set_xlabel("$y$ (normalised)")
+    handle = plt.Line2D([], [], color="black", linestyle="--", label="observed $y$")
+    fig.legend(handles=[handle], loc="upper center", bbox_to_anchor=(0.5, 1.04))
+    fig.tight_layout()
+    report.outputs = _save(fig, "figure_5", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ table 1
+@dataclass
+class WilcoxonTests:
+    """scipy.stats.wilcoxon over paired per-run test log-likelihoods (REG, DReG): two-sided,
+    and one-sided with the alternative that REG's are smaller (DReG better)."""
+
+    two_sided: object
+    one_sided: object
+    num_pairs: int
+
+
+def wilcoxon_tests(reg: Sequence[float], dreg: Sequence[float]) -> WilcoxonTests:
+    """The two Wilcoxon signed-rank tests of Table 1 on paired values."""
+    reg, dreg = np.asarray(reg, dtype=float), np.asarray(dreg, dtype=float)
+    if reg.shape != dreg.shape or reg.ndim != 1:
+        raise ValueError(f"paired values needed, got shapes {reg.shape} and {dreg.shape}")
+    if len(reg) < 1:
+        raise ValueError("no paired values for the Wilcoxon tests")
+    return WilcoxonTests(
+        scipy.stats.wilcoxon(reg, dreg),
+        scipy.stats.wilcoxon(reg, dreg, alternative="less"),
+        len(reg),
+    )
+
+
+def _mean_se(values: Sequence[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return "-"
+    se = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{np.mean(values):.3f} ± {se:.3f}"
+
+
+def table_1(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = TABLE_1_DATASETS,
+    splits: int = 20,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Prints Table 1 (per dataset: test log-likelihood and train ELBO per training point, mean
+    ± standard error over splits, REG vs DReG; each split the mean of its repeats) and the two
+    Wilcoxon signed-rank tests over all paired (dataset, split) runs; also writes it to
+    <figures_dir>/table_1.txt."""
+    out_stream = sys.stdout if out is None else out
+    needs = _Needs("table_1")
+    tll = _data_rows(needs, "table_1", "test_ll", results_path, datasets, splits, iterations)
+    elbo = _data_rows(needs, "table_1", "train_elbo", results_path, datasets, splits, iterations)
+    report = needs.report(out)
+    if not tll:
+        raise _nothing(report, results_path)
+
+    num_train: Dict[str, Optional[int]] = {}
+    header = (
+        f"{'dataset':<15}{'pairs':>6}  {'REG test LL':>16}  {'DReG test LL':>16}  "
+        f"{'REG ELBO/N':>16}  {'DReG ELBO/N':>16}"
+    )
+    lines = [
+        "Table 1: depth 2, K = 50; mean ± standard error over splits (each split: the mean of "
+        "its repeated estimates; train ELBO divided by the number of training points)",
+        header,
+        "-" * len(header),
+    ]
+    reg_all, dreg_all = [], []
+    for dataset in datasets:
+        pairs = sorted(
+            s for (d, f, s) in tll if d == dataset and not f and (dataset, True, s) in tll
+        )
+        reg = [tll[(dataset, False, s)].mean for s in pairs]
+        dreg = [tll[(dataset, True, s)].mean for s in pairs]
+        reg_all += reg
+        dreg_all += dreg
+        cells = []
+        for flag in (False, True):
+            values = [elbo[(dataset, flag, s)].mean for s in pairs if (dataset, flag, s) in elbo]
+            if values and dataset not in num_train:
+                num_train[dataset] = _num_train(dataset)
+            n = num_train.get(dataset)
+            cells.append(_mean_se(np.array(values) / n) if values and n else "-")
+        lines.append(
+            f"{_label(dataset):<15}{len(pairs):>6}  {_mean_se(reg):>16}  {_mean_se(dreg):>16}  "
+            f"{cells[0]:>16}  {cells[1]:>16}"
+        )
+    lines.append("")
+    if reg_all:
+        tests = wilcoxon_tests(reg_all, dreg_all)
+        lines.append(
+            f"Wilcoxon signed-rank test over {tests.num_pairs} paired runs (REG vs DReG):"
+        )
+        lines.append(
+            f"  two-sided:                statistic = {tests.two_sided.statistic:.6g}, "
+            f"p = {tests.two_sided.pvalue:.6g}"
+        )
+        lines.append(
+            f"  one-sided (REG < DReG):   statistic = {tests.one_sided.statistic:.6g}, "
+            f"p = {tests.one_sided.pvalue:.6g}"
+        )
+    else:
+        lines.append("Wilcoxon tests: no paired (REG, DReG) runs yet")
+    text = "\n".join(lines)
+    print(text, file=out_stream)
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    path = figures_dir / "table_1.txt"
+    path.write_text(text + "\n")
+    report.text = text
+    report.outputs = [path]
+    return _finish(report, out)
+
+
+def _num_train(dataset: str) -> Optional[int]:
+    """Training-set size of a dataset (split 0), or None when the data cannot be loaded."""
+    from dgp_snr.data import DataError, get_regression_data
+
+    try:
+        return int(get_regression_data(dataset, 0).X_train.shape[0])
+    except (DataError, OSError):
+        return None
+
+
+# ------------------------------------------------------------------------------ figure 8
+def figure_8(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = FIGURE_8_DATASETS,
+    split: int = 0,
+    K: int = FIGURE_8_K,
+    batch_size: int = FIGURE_8_BATCH,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Appendix: mean SNR over encoder weights at K = 50, batch size 64 (training points
+    0-63), REG vs DReG at the same REG-trained checkpoint, one panel per Table 1 dataset."""
+    needs = _Needs("figure_8")
+    found = {}
+    for dataset in datasets:
+        config = paper_config(dataset, split, 2, results_path=results_path, iterations=iterations)
+        for est in ESTIMATORS:
+            found[(dataset, est)] = _collect_snr_paths(needs, config, est, [K], batch_size, 1)
+    report = needs.report(out)
+    if not any(found.values()):
+        raise _nothing(report, results_path)
+
+    _setup_style()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.7 * len(datasets) + 0.8, 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets):
+        for x, est in enumerate(ESTIMATORS):
+            paths = found[(dataset, est)]
+            if K in paths:
+                value = float(np.mean(mean_snr_over_datapoints(paths[K])))
+                bars = ax.bar([x], [value], width=0.7, color=COLORS[est])
+                ax.bar_label(bars, fmt="%.2f", fontsize=9)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels([LABELS[e] for e in ESTIMATORS])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(_label(dataset))
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
+    fig.tight_layout()
+    report.outputs = _save(fig, "figure_8", figures_dir)
+    return _finish(report, out)
+
+
+# ------------------------------------------------------------------------------ figure 9
+def figure_9(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    batch_sizes: Sequence[int] = FIGURE_9_BATCH_SIZES,
+    ks: Sequence[int] = FIGURE_9_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+) -> FigureReport:
+    """Appendix: REG's mean SNR over encoder weights vs K for several batch sizes, power,
+    depth 3, K = 30 training (batch size 1: averaged over the data points)."""
+    config = paper_config(
+        FIGURE_9_DATASET,
+        0,
+        FIGURE_9_DEPTH,
+        K=FIGURE_9_TRAIN_K,
+        results_path=results_path,
+        iterations=iterations,
+    )
+    needs = _Needs("figure_9")
+    found = {
+        bs: _collect_snr_paths(needs, config, "reg", ks, bs, num_datapoints) for bs in batch_sizes
+    }
+    report = needs.report(out)
+    if not any(found.values()):
+        raise _nothing(report, results_path)
+
+    _setup_style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(batch_sizes)))
+    for color, bs in zip(colors, batch_sizes):
+        if not found[bs]:
+            continue
+        Ks = sorted(found[bs])
+        values = [float(np.mean(mean_snr_over_datapoints(found[bs][K]))) for K in Ks]
+        ax.plot(Ks, values, marker="o", ms=3, color=color, label=f"batch size {bs}")
+    ax.set_xscale("log")
+    ax.set_xticks([k for k in (1, 2, 5, 10, 20, 50, 100) if min(ks) <= k <= max(ks)])
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("number of importance samples $K$")
+    ax.set_ylabel("REG mean SNR over encoder weights")
+    ax.set_title(f"{FIGURE_9_DATASET}, 3 layers, trained with $K = {FIGURE_9_TRAIN_K}$")
+    ax.grid(True, which="both")
+    ax.legend()
+    fig.tight_layout()
+    report.outputs = _save(fig, "figure_9", figures_dir)
+    return _finish(report, out)
+
+
+#: Every figure and table by its command-line name.
+FIGURES: Dict[str, Callable[..., FigureReport]] = {
+    "figure_1": figure_1,
+    "figure_2": figure_2,
+    "figure_3": figure_3,
+    "figure_4": figure_4,
+    "figure_5": figure_5,
+    "figure_8": figure_8,
+    "figure_9": figure_9,
+    "table_1": table_1,
+}

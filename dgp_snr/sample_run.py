@@ -1,0 +1,217 @@
+"""Gradient sampling for a trained run: many independent estimates of every encoder-parameter
+gradient at a fixed checkpoint and a fixed batch, for each K, written as .npz dumps
+(dgp_snr.gradient_dumps). Also the in-process SNR that training logs, from the same sampler.
+"""
+
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from dgp_snr.estimators import get_estimator
+from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
+from dgp_snr.gradients import EncoderGradientSampler, _encoder_jacobians
+from dgp_snr.models import DeepGP
+from dgp_snr.runs import CHECKPOINT_DIR, load_config, load_run
+
+# Seed-sequence tag of gradient sampling, so its streams differ from training's and evaluation's.
+_SAMPLING_STREAM = 2
+
+
+def check_ks(ks: Iterable[int]) -> List[int]:
+    """The Ks as a list of ints; raises ValueError unless every K is an integer >= 1."""
+    out = []
+    for K in ks:
+        if isinstance(K, bool) or int(K) != K or K < 1:
+            raise ValueError(f"every K must be an integer of at least 1, got {K!r}")
+        out.append(int(K))
+    if not out:
+        raise ValueError("no K given: pass at least one K (e.g. ks=[1, 10, 100])")
+    return out
+
+
+def set_batch(sampler: EncoderGradientSampler, X: np.ndarray, Y: np.ndarray) -> None:
+    """Points `sampler` at a new batch (same batch size) and at the model's current parameters,
+    keeping its compiled function: a new sampler would retrace (seconds per data point)."""
+    sampler.X = tf.convert_to_tensor(X, dtype=tf.float64)
+    sampler.Y = tf.convert_to_tensor(Y, dtype=tf.float64)
+    # The encoder Jacobians are taken once per batch and parameter state; refresh them.
+    sampler._jacobians = _encoder_jacobians(sampler.model, sampler.X, sampler.Y)
+
+
+def derived_rng(seed: int, stream: int, *tags: int) -> tf.random.Generator:
+    """A generator for one purpose (`stream`) and cell (`tags`), independent of every other and
+    of the model's own generator, so that what one part draws never shifts another's draws."""
+    state = np.random.SeedSequence([int(seed), int(stream), *map(int, tags)])
+    words = state.generate_state(2, np.uint32).astype(np.int64)
+    return tf.random.Generator.from_seed(int(words[0] << 31 ^ words[1]))
+
+
+def mean_snr(samples: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Per parameter and over all encoder weights ("all"): the mean of |mean| / std over the
+    parameter's entries, from samples {name: [R, *shape]}; entries with std 0 are left out."""
+    out: Dict[str, float] = {}
+    everything = []
+    for name, values in samples.items():
+        std = values.std(0)
+        ok = std > 0
+        ratios = np.abs(values.mean(0))[ok] / std[ok]
+        everything.append(ratios.ravel())
+        out[name] = float(ratios.mean()) if ratios.size else float("nan")
+    flat = np.concatenate(everything) if everything else np.zeros(0)
+    out["all"] = float(flat.mean()) if flat.size else float("nan")
+    return out
+
+
+def _check_has_encoder(model: DeepGP, where: str) -> None:
+    if not model.latent_layers:
+        raise ValueError(f"{where}: the model has no latent-variable layer, so no encoder")
+    if all(layer.fix_q for layer in model.latent_layers):
+        raise ValueError(
+            f"{where}: q(w) is fixed to the prior (qz_mode='fix_mu_sigma'), so the encoder "
+            "gets no gradient"
+        )
+
+
+def sample_gradients(
+    run_dir: os.PathLike,
+    ks: Sequence[int],
+    num_samples: int = 1000,
+    batch_size: int = 1,
+    num_datapoints: int = 1,
+    estimator: str = "dreg",
+    save_aggregates: bool = False,
+    step: Optional[int] = None,
+    progress: bool = True,
+) -> List[Path]:
+    """Draws `num_samples` independent estimates of every encoder-parameter gradient for each K
+    in `ks`, at checkpoint `step` (default: the latest) of the run in `run_dir`, and writes one
+    .npz per (estimator, batch size, K[, data point]) under <run_dir>/gradients/.
+
+    batch_size 1: training points 0 .. num_datapoints-1, one at a time (file suffix _dp<i>).
+    batch_size B > 1: the batch is training points [0, B) (num_datapoints must be 1).
+    Raw dumps hold {name: [num_samples, *phi.shape]}; with save_aggregates only each parameter's
+    mean and std. Existing files are skipped (a warning when they come from another step).
+    Returns the paths written.
+    """
+    ks = check_ks(ks)
+    get_estimator(estimator)  # ValueError naming the known estimators
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be at least 2 (a std needs two), got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if num_datapoints < 1:
+        raise ValueError(f"num_datapoints must be at least 1, got {num_datapoints}")
+    if batch_size > 1 and num_datapoints != 1:
+        raise ValueError(
+            "num_datapoints applies to batch_size 1 (one data point at a time); with "
+            f"batch_size {batch_size} the batch is the training points [0, {batch_size})"
+        )
+    run_dir = Path(run_dir)
+    load_config(run_dir)  # a clear error for a directory that is not a run, before building
+
+    datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
+    if step is None:
+        step = latest_step(run_dir)
+    pending = [
+        (dp, K)
+        for dp in datapoints
+        for K in ks
+        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), step)
+    ]
+    if not pending:
+        return []
+
+    model, trainer, data, config = load_run(run_dir, step)
+    _check_has_encoder(model, str(run_dir))
+    if estimator == "dreg":
+        model.assert_latent_first()
+    restored_step = int(trainer.step.numpy())
+    N = data.X_train.shape[0]
+    last = (num_datapoints if batch_size == 1 else batch_size) - 1
+    if last >= N:
+        raise ValueError(
+            f"the run's training set has {N} points; batch_size {batch_size} with "
+            f"num_datapoints {num_datapoints} needs {last + 1}"
+        )
+
+    written: List[Path] = []
+    sampler: Optional[EncoderGradientSampler] = None
+    bar = tqdm(total=len(pending), disable=not progress, desc=f"{run_dir.name} {estimator}")
+    for dp in datapoints:
+        start = 0 if dp is None else dp
+        X = data.X_train[start : start + batch_size]
+        Y = data.Y_train[start : start + batch_size]
+        if sampler is None:
+            sampler = EncoderGradientSampler(model, X, Y)
+        else:
+            set_batch(sampler, X, Y)
+        for K in ks:
+            if (dp, K) not in pending:
+                continue
+            # One generator per file, so skipping existing files never changes the others.
+            rng = derived_rng(
+                config.effective_seed, _SAMPLING_STREAM, restored_step, batch_size, start, K
+            )
+            bar.set_postfix(K=K, datapoint=dp, refresh=False)
+            samples = sampler.sample(K, num_samples, estimator, rng=rng)
+            meta = {
+                "K": K,
+                "batch_size": batch_size,
+                "num_samples": num_samples,
+                "datapoint": -1 if dp is None else dp,
+                "batch_start": start,
+                "step": restored_step,
+                "estimator": estimator,
+            }
+            path = dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates)
+            save_gradient_dump(path, samples, meta, aggregates=save_aggregates)
+            written.append(path)
+            bar.update(1)
+    bar.close()
+    return written
+
+
+def latest_step(run_dir: os.PathLike) -> Optional[int]:
+    """The step of the run's latest checkpoint, or None, without building the model."""
+    latest = tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+def _existing(path: Path, step: Optional[int]) -> bool:
+    """Whether `path` is already there (then it is skipped). Reads only its step, to warn when
+    it comes from another checkpoint; raises ValueError for a corrupt file."""
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            found = int(npz["meta/step"]) if "meta/step" in npz.files else None
+    except Exception as err:  # zip, header or key errors all mean the same here
+        raise ValueError(
+            f"corrupt gradient dump {path}: {err}; delete it to sample it again"
+        ) from err
+    if step is not None and found is not None and found != step:
+        warnings.warn(
+            f"skipping {path}: it exists, from step {found} (not {step}); delete it or use "
+            "another run directory to resample",
+            stacklevel=3,
+        )
+    return True
+
+
+def encoder_snr(
+    sampler: EncoderGradientSampler,
+    K: int,
+    num_estimates: int,
+    estimator: str,
+    rng: tf.random.Generator,
+) -> Dict[str, float]:
+    """Mean SNR per encoder parameter and overall ("all") at the model's current state, on the
+    sampler's batch: what training logs every log_snr_freq iterations."""
+    set_batch(sampler, sampler.X, sampler.Y)  # parameters moved since the last call
+    samples = sampler.sample(K, num_estimates, estimator, rng=rng)
+    return mean_snr(samples)

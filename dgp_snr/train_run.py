@@ -1,0 +1,548 @@
+"""Training a run end to end: build or resume it, train with checkpoints and TensorBoard logs,
+survive interruptions, and compute its final results.
+
+`train(config)` is what experiments/train.py calls. The run directory (RunConfig.run_dir) holds
+config.json, checkpoints/ (every checkpoint_freq iterations, at the end and on SIGINT/SIGTERM),
+tensorboard/ and results.json. Running it again resumes from the latest checkpoint; a run whose
+results.json belongs to its final checkpoint is not trained again.
+"""
+
+import json
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import scipy.stats
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+from tqdm.auto import tqdm
+
+from dgp_snr.data import RegressionData
+from dgp_snr.estimators import iwae_bound
+from dgp_snr.gradients import EncoderGradientSampler
+from dgp_snr.layers import GPLayer, LatentVariableLayer
+from dgp_snr.models import DeepGP
+from dgp_snr.runs import (
+    CONFIG_FILE,
+    RunCheckpoints,
+    RunConfig,
+    build_run,
+    load_config,
+    save_config,
+    save_results,
+)
+from dgp_snr.sample_run import derived_rng, encoder_snr
+from dgp_snr.training import Trainer
+
+RESULTS_FILE = "results.json"
+TENSORBOARD_DIR = "tensorboard"
+
+#: Settings that may change between a run's sessions; every other one must match config.json.
+RUN_CONTROL_FIELDS = frozenset(
+    {
+        "iterations",
+        "results_path",
+        "checkpoint_freq",
+        "log_snr_freq",
+        "log_main_freq",
+        "log_test_freq",
+        "num_predict_samples",
+        "assert_no_nans",
+    }
+)
+
+#: The fixed batch of the in-training logs is the first min(minibatch, LOG_BATCH_MAX) points.
+LOG_BATCH_MAX = 512
+#: Gradient estimates per in-training SNR log (at K = num_IW_samples, the run's estimator).
+SNR_NUM_ESTIMATES = 100
+#: Predictive samples of the in-training test log-likelihood (the final one uses
+#: num_predict_samples).
+TEST_LOG_SAMPLES = 100
+#: Test points whose predictive samples get a Shapiro-Wilk test (the first ones of the test set).
+SHAPIRO_POINTS = 100
+#: scipy's Shapiro-Wilk p-value is only accurate up to 5000 samples.
+SHAPIRO_MAX_SAMPLES = 5000
+#: Rows (points x samples) per compiled evaluation call.
+MAX_ROWS = 2**17
+
+# Seed-sequence streams (sample_run uses 2), so logging and evaluation never draw from the
+# model's generator: the training trajectory does not depend on what is logged.
+_LOG_STREAM = 3
+_EVAL_STREAM = 4
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during training; the checkpoint was saved before this rose."""
+
+    def __init__(self, signum: int, step: Optional[int] = None):
+        self.signum = signum
+        self.step = step
+        where = "" if step is None else f" at step {step}; checkpoint saved"
+        super().__init__(f"interrupted by {signal.Signals(signum).name}{where}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process ended by the signal."""
+        return 128 + self.signum
+
+
+class _SignalGuard:
+    """Turns SIGINT and SIGTERM into TrainingInterrupted in the main thread, held back while a
+    checkpoint is written so that no save is cut short by Ctrl-C."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._old: Dict[int, Any] = {}
+        self._deferring = False
+        self._pending: Optional[int] = None
+
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            for signum in self.SIGNALS:
+                self._old[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._deferring:
+            self._pending = signum
+            return
+        raise TrainingInterrupted(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Signals arriving inside the block are raised when it ends."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise TrainingInterrupted(signum)
+
+
+# ------------------------------------------------------------------------------- evaluation
+class _Predictor:
+    """Compiled Monte Carlo prediction with S samples of everything before the final layer (w
+    from the prior), drawing from its own generator, over chunks of at most MAX_ROWS rows."""
+
+    def __init__(self, model: DeepGP, num_samples: int, rng: tf.random.Generator, input_dim: int):
+        self.model = model
+        self.num_samples = num_samples
+        self.rng = rng
+        self.chunk = max(1, MAX_ROWS // num_samples)
+        X_spec = tf.TensorSpec([None, input_dim], tf.float64)
+        Y_spec = tf.TensorSpec([None, 1], tf.float64)
+        self._density = tf.function(self._density_chunk, input_signature=[X_spec, Y_spec])
+        self._y_samples = tf.function(self._y_samples_chunk, input_signature=[X_spec])
+
+    def _propagate(self, X: tf.Tensor):
+        noise = self.model.draw_noise(tf.shape(X)[0], self.num_samples, self.rng)
+        return self.model.propagate(X, None, self.num_samples, noise=noise)
+
+    def _density_chunk(self, X: tf.Tensor, Y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        # One pass gives both; the density is DeepGP.log_predictive_density's formula.
+        prop = self._propagate(X)
+        var = prop.f_var + self.model.likelihood.variance
+        log_dens = -0.5 * (
+            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
+        )  # [B, S, 1]
+        return iwae_bound(log_dens[..., 0]), tf.reduce_mean(prop.f_mean[..., 0], 1)
+
+    def _y_samples_chunk(self, X: tf.Tensor) -> tf.Tensor:
+        prop = self._propagate(X)
+        std = tf.sqrt(prop.f_var + self.model.likelihood.variance)
+        return (prop.f_mean + std * self.rng.normal(tf.shape(std), dtype=std.dtype))[..., 0]
+
+    def density_and_mean(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Per point: log (1/S) Σ_s N(y | m_s, v_s + σ²) [N] and the predictive mean [N]."""
+        lpd, mean = [], []
+        for i in range(0, X.shape[0], self.chunk):
+            a, b = self._density(X[i : i + self.chunk], Y[i : i + self.chunk])
+            lpd.append(a.numpy())
+            mean.append(b.numpy())
+        return np.concatenate(lpd), np.concatenate(mean)
+
+    def y_samples(self, X: np.ndarray) -> np.ndarray:
+        """Samples of y from the predictive distribution [N, S]."""
+        return np.concatenate(
+            [self._y_samples(X[i : i + self.chunk]).numpy() for i in range(0, len(X), self.chunk)]
+        )
+
+
+def _test_metrics(predictor: _Predictor, data: RegressionData) -> Dict[str, float]:
+    """Mean test log-likelihood and RMSE of the predictive mean, in the normalised units and in
+    the original units of Y (the log-likelihood shifts by -log Y_std, the RMSE scales)."""
+    lpd, mean = predictor.density_and_mean(data.X_test, data.Y_test)
+    y_std = float(data.Y_std.squeeze())
+    rmse = float(np.sqrt(np.mean(np.square(data.Y_test[:, 0] - mean))))
+    test_loglik = float(np.mean(lpd))
+    return {
+        "test_loglik": test_loglik,
+        "test_loglik_unnormalized": test_loglik - float(np.log(y_std)),
+        "test_rmse": rmse,
+        "test_rmse_unnormalized": rmse * y_std,
+    }
+
+
+def _mean_bound_per_point(
+    model: DeepGP, X: np.ndarray, Y: np.ndarray, rng: tf.random.Generator
+) -> float:
+    """(1/N') Σ per-point term of the model's bound (K = model.num_samples) over X [N', D],
+    minus KL[q(u) || p(u)] / N: the bound per data point, whichever set the points are from."""
+    K = model.num_samples
+    chunk = max(1, MAX_ROWS // K)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, X.shape[1]], tf.float64),
+            tf.TensorSpec([None, 1], tf.float64),
+        ]
+    )
+    def per_point(Xb: tf.Tensor, Yb: tf.Tensor) -> tf.Tensor:
+        prop = model.propagate(Xb, Yb, K, noise=model.draw_noise(tf.shape(Xb)[0], K, rng))
+        return model.per_point_bound(prop, Yb)
+
+    total = sum(
+        float(tf.reduce_sum(per_point(X[i : i + chunk], Y[i : i + chunk])))
+        for i in range(0, X.shape[0], chunk)
+    )
+    kl_u = float(tf.add_n([layer.prior_kl() for layer in model.gp_layers]))
+    return total / X.shape[0] - kl_u / model.num_data
+
+
+def _median_shapiro_w(predictor: _Predictor, X: np.ndarray) -> float:
+    """Median over the first SHAPIRO_POINTS points of X of the Shapiro-Wilk W statistic of each
+    point's predictive samples (1: indistinguishable from a normal)."""
+    samples = predictor.y_samples(X[:SHAPIRO_POINTS])[:, :SHAPIRO_MAX_SAMPLES]
+    if samples.shape[1] < 3:  # Shapiro-Wilk needs three samples
+        return float("nan")
+    return float(np.median([scipy.stats.shapiro(s).statistic for s in samples]))
+
+
+def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dict[str, Any]:
+    """The run's results at the model's current state: test log-likelihood (num_predict_samples
+    samples) and RMSE (normalised and original units), train and test ELBO per data point
+    (K = num_IW_samples), and the median Shapiro-Wilk W of the predictive samples."""
+    seed = config.effective_seed
+    predictor = _Predictor(
+        model, config.num_predict_samples, derived_rng(seed, _EVAL_STREAM, 0), data.D
+    )
+    results: Dict[str, Any] = _test_metrics(predictor, data)
+    results["train_elbo"] = _mean_bound_per_point(
+        model, data.X_train, data.Y_train, derived_rng(seed, _EVAL_STREAM, 1)
+    )
+    results["test_elbo"] = _mean_bound_per_point(
+        model, data.X_test, data.Y_test, derived_rng(seed, _EVAL_STREAM, 2)
+    )
+    results["shapiro_w_median"] = _median_shapiro_w(predictor, data.X_test)
+    results["num_predict_samples"] = config.num_predict_samples
+    results["num_test_points"] = int(data.X_test.shape[0])
+    return results
+
+
+# ------------------------------------------------------------------------------- logging
+# tf.summary.scalar/histogram live in the tensorboard package, which is not a dependency; the
+# core tf.summary.write with TensorBoard's plugin metadata writes the same records without it.
+_SCALARS = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+)
+_HISTOGRAMS = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="histograms")
+)
+
+
+def _scalar(name: str, value: Any) -> None:
+    """A TensorBoard scalar at the default writer's step."""
+    value = value.numpy() if hasattr(value, "numpy") else value  # tensors and gpflow Parameters
+    tf.summary.write(name, tf.constant(float(value), tf.float32), metadata=_SCALARS)
+
+
+def _histogram(name: str, values: Any, buckets: int = 30) -> None:
+    """A TensorBoard histogram: [buckets, 3] rows of (left edge, right edge, count)."""
+    values = values.numpy() if hasattr(values, "numpy") else values
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(values, bins=buckets, range=(lo, hi))
+    table = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    tf.summary.write(name, tf.constant(table), metadata=_HISTOGRAMS)
+
+
+class _RunLogger:
+    """TensorBoard scalars and histograms of a run, on a fixed batch and with its own random
+    draws (so logging leaves the training trajectory alone)."""
+
+    def __init__(self, model: DeepGP, data: RegressionData, config: RunConfig, run_dir: Path):
+        self.model = model
+        self.data = data
+        self.config = config
+        self.writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
+        seed = config.effective_seed
+        batch = min(config.minibatch_size or data.N, data.N, LOG_BATCH_MAX)
+        self.X = tf.constant(data.X_train[:batch])
+        self.Y = tf.constant(data.Y_train[:batch])
+        self.rng = derived_rng(seed, _LOG_STREAM, 0)
+        self.snr_rng = derived_rng(seed, _LOG_STREAM, 1)
+        self.with_dreg = model.mode != "VI" and _latent_first(model)
+        self.with_snr = (
+            bool(config.log_snr_freq)
+            and bool(model.latent_layers)
+            and not all(layer.fix_q for layer in model.latent_layers)
+        )
+        self._terms = tf.function(self._batch_terms)
+        self._sampler: Optional[EncoderGradientSampler] = None
+        self._predictor: Optional[_Predictor] = None
+        self._last: Optional[Tuple[int, float]] = None
+
+    def _batch_terms(self) -> Dict[str, Any]:
+        K = self.model.num_samples
+        noise = self.model.draw_noise(tf.shape(self.X)[0], K, self.rng)
+        prop = self.model.propagate(self.X, self.Y, K, noise=noise)
+        out: Dict[str, Any] = {"bound": self.model.bound(prop, self.Y)}
+        if self.with_dreg:
+            out["dreg_objective"] = self.model.encoder_surrogate(prop, self.Y, "dreg")
+        out["encoder"] = [(s.mean, s.scale) for s in prop.latent]
+        return out
+
+    def main(self, step: int, bound: float, lrs: Dict[str, float]) -> None:
+        """Bound, DReG objective, learning rates, kernels, likelihood, encoder statistics."""
+        terms = self._terms()
+        now = time.perf_counter()
+        with self.writer.as_default(step=step):
+            _scalar("train/minibatch_bound", bound)
+            _scalar("train/bound", terms["bound"])
+            _scalar("train/elbo_per_point", terms["bound"] / self.model.num_data)
+            if "dreg_objective" in terms:
+                _scalar("train/dreg_objective", terms["dreg_objective"])
+            for name, value in lrs.items():
+                _scalar(f"learning_rate/{name}", value)
+            if self._last is not None and step > self._last[0]:
+                _scalar("time/iterations_per_s", (step - self._last[0]) / (now - self._last[1]))
+            _scalar("likelihood/variance", self.model.likelihood.variance)
+            for i, layer in enumerate(self.model.layers):
+                if isinstance(layer, GPLayer):
+                    lengthscales = np.atleast_1d(layer.kernel.lengthscales.numpy())
+                    _histogram(f"kernel/layer{i}/lengthscales", lengthscales)
+                    if lengthscales.size <= 16:
+                        for j, value in enumerate(lengthscales):
+                            _scalar(f"kernel/layer{i}/lengthscale{j}", value)
+                    _scalar(f"kernel/layer{i}/variance", layer.kernel.variance)
+            latent = [
+                i
+                for i, lyr in enumerate(self.model.layers)
+                if isinstance(lyr, LatentVariableLayer)
+            ]
+            for i, (mean, scale) in zip(latent, terms["encoder"]):
+                _histogram(f"encoder/layer{i}/mean", mean)
+                _histogram(f"encoder/layer{i}/scale", scale)
+                _scalar(f"encoder/layer{i}/mean_avg", tf.reduce_mean(mean))
+                _scalar(f"encoder/layer{i}/mean_std", tf.math.reduce_std(mean))
+                _scalar(f"encoder/layer{i}/scale_avg", tf.reduce_mean(scale))
+                _scalar(f"encoder/layer{i}/scale_min", tf.reduce_min(scale))
+        self._last = (step, now)
+
+    def test(self, step: int) -> Dict[str, float]:
+        """Test log-likelihood and RMSE with TEST_LOG_SAMPLES predictive samples."""
+        if self._predictor is None:
+            S = min(TEST_LOG_SAMPLES, self.config.num_predict_samples)
+            rng = derived_rng(self.config.effective_seed, _LOG_STREAM, 2)
+            self._predictor = _Predictor(self.model, S, rng, self.data.D)
+        metrics = _test_metrics(self._predictor, self.data)
+        with self.writer.as_default(step=step):
+            for name, value in metrics.items():
+                _scalar(f"test/{name}", value)
+        return metrics
+
+    def snr(self, step: int) -> Dict[str, float]:
+        """Mean SNR of the encoder gradients of the run's estimator at K = num_IW_samples on the
+        log batch (SNR_NUM_ESTIMATES estimates), per parameter and overall."""
+        if self._sampler is None:
+            self._sampler = EncoderGradientSampler(self.model, self.X, self.Y)
+        K, estimator = self.model.num_samples, self.config.estimator
+        values = encoder_snr(self._sampler, K, SNR_NUM_ESTIMATES, estimator, self.snr_rng)
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                _scalar(f"snr/{estimator}/{name}", value)
+        return values
+
+    def results(self, step: int, results: Dict[str, Any]) -> None:
+        with self.writer.as_default(step=step):
+            for name, value in results.items():
+                if isinstance(value, float):
+                    _scalar(f"final/{name}", value)
+        self.writer.flush()
+
+
+def _latent_first(model: DeepGP) -> bool:
+    try:
+        model.assert_latent_first()
+    except ValueError:
+        return False
+    return True
+
+
+def _every(freq: Optional[int], step: int) -> bool:
+    return bool(freq) and step % int(freq) == 0
+
+
+# ------------------------------------------------------------------------------- the run
+def check_resumable(config: RunConfig, run_dir: Path) -> None:
+    """Raises ValueError when run_dir holds a run with other settings (other than the
+    RUN_CONTROL_FIELDS), which its checkpoints would not fit."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    old, new = asdict(load_config(run_dir)), asdict(config)
+    old["seed"] = load_config(run_dir).effective_seed
+    new["seed"] = config.effective_seed
+    diffs = [
+        f"{key}={old.get(key)!r} there, {new[key]!r} now"
+        for key in new
+        if key not in RUN_CONTROL_FIELDS and old.get(key) != new[key]
+    ]
+    if diffs:
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); use another "
+            "results_path or delete the directory"
+        )
+
+
+def _say(message: str, verbose: bool) -> None:
+    if verbose:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _load_results(run_dir: Path) -> Optional[Dict[str, Any]]:
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # an unreadable file is recomputed
+
+
+def train(config: RunConfig, progress: bool = True) -> Dict[str, Any]:
+    """Trains the run of `config` to config.iterations and returns its results (as saved in
+    <run_dir>/results.json).
+
+    Resumes from the latest checkpoint; returns the saved results at once when they belong to a
+    final checkpoint. On SIGINT or SIGTERM saves a checkpoint and raises TrainingInterrupted (a
+    KeyboardInterrupt). Raises ValueError (DataError for data problems) for bad settings before
+    anything is written."""
+    if config.checkpoint_freq < 1:
+        raise ValueError(f"checkpoint_freq must be at least 1, got {config.checkpoint_freq}")
+    if config.iterations < 0:
+        raise ValueError(f"iterations must be non-negative, got {config.iterations}")
+    if config.num_predict_samples < 1:
+        raise ValueError(
+            f"num_predict_samples must be at least 1, got {config.num_predict_samples}"
+        )
+    run_dir = config.run_dir()
+    model, trainer, data = build_run(config)  # validates the settings and the data
+    check_resumable(config, run_dir)
+    save_config(config, run_dir)
+    checkpoints = RunCheckpoints(trainer, run_dir)
+    start = checkpoints.restore()
+    if start is not None:
+        saved = _load_results(run_dir)
+        if (
+            saved is not None
+            and saved.get("step") == start
+            and saved.get("num_predict_samples") == config.num_predict_samples
+            and start >= config.iterations
+        ):
+            _say(f"{run_dir.name}: complete at step {start}; results.json is up to date", progress)
+            return saved
+        _say(f"{run_dir.name}: resuming from step {start}", progress)
+    if start is not None and start > config.iterations:
+        _say(
+            f"{run_dir.name}: checkpoint step {start} is past iterations={config.iterations}",
+            progress,
+        )
+
+    logger = _RunLogger(model, data, config, run_dir)
+    session = _Session(trainer, checkpoints, logger, config, progress)
+    with _SignalGuard() as guard:
+        session.guard = guard
+        try:
+            session.run()
+            # The final checkpoint comes before the evaluation, which a rerun can then redo.
+            session.save()
+        except KeyboardInterrupt as err:
+            step = session.save()
+            _say(f"{run_dir.name}: interrupted at step {step}; checkpoint saved", progress)
+            signum = err.signum if isinstance(err, TrainingInterrupted) else signal.SIGINT
+            raise TrainingInterrupted(signum, step) from err
+    step = int(trainer.step.numpy())
+    results: Dict[str, Any] = {"run_name": config.run_name, "step": step}
+    results.update(final_results(model, data, config))
+    logger.results(step, results)
+    save_results(results, run_dir)
+    return results
+
+
+class _Session:
+    """One call of `train`: the fit loop with its checkpoint and logging callback."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        checkpoints: RunCheckpoints,
+        logger: _RunLogger,
+        config: RunConfig,
+        progress: bool,
+    ):
+        self.trainer = trainer
+        self.checkpoints = checkpoints
+        self.logger = logger
+        self.config = config
+        self.progress = progress
+        self.guard: Optional[_SignalGuard] = None
+        self.last_saved: Optional[int] = checkpoints.steps()[-1] if checkpoints.steps() else None
+
+    def save(self) -> int:
+        """Checkpoints the current step (once), with signals held back while it is written."""
+        step = int(self.trainer.step.numpy())
+        if step != self.last_saved:
+            with self.guard.deferred() if self.guard else nullcontext():
+                self.checkpoints.save()
+                self.logger.writer.flush()
+                self.last_saved = step
+        return step
+
+    def callback(self, step: int, bound: float) -> None:
+        cfg = self.config
+        if _every(cfg.log_main_freq, step):
+            self.logger.main(step, bound, self.trainer.learning_rates())
+        if _every(cfg.log_test_freq, step):
+            self.logger.test(step)
+        if self.logger.with_snr and _every(cfg.log_snr_freq, step):
+            self.logger.snr(step)
+        if _every(cfg.checkpoint_freq, step):
+            self.save()
+
+    def run(self) -> None:
+        self.trainer.fit(self.config.iterations, self.callback, progress=self.progress)
+
+
+def results_file(config: RunConfig) -> Path:
+    """Where train(config) writes its results."""
+    return config.run_dir() / RESULTS_FILE

@@ -22,6 +22,7 @@ setup(
         "sacred>=0.8.5",
         "tqdm>=4.66",
         "openpyxl>=3.1",
+        "tensorboard==2.21.*",
     ],
     extras_require={
         "test": ["pytest>=8", "black>=24", "ruff>=0.5"],

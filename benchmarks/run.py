@@ -152,11 +152,13 @@ import os, resource, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from dgp_snr.builder import build_model
 from dgp_snr.data import get_regression_data
-from dgp_snr.evaluation import test_log_likelihood
+from dgp_snr.evaluation import Evaluator
 data = get_regression_data("winered", 0)
 model = build_model("L1_G5", data.X_train, data.Y_train, num_samples=50, M=128)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-tll = test_log_likelihood(model, data.X_test, data.Y_test, num_samples=int(sys.argv[1]))
+tll = Evaluator(model).test_log_likelihood(
+    data.X_test, data.Y_test, num_samples=int(sys.argv[1]), repeats=1
+).mean
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before / 1024, after / 1024, float(tll))
 """

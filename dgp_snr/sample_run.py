@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from dgp_snr.estimators import get_estimator
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
-from dgp_snr.gradients import EncoderGradientSampler, _encoder_jacobians
+from dgp_snr.gradients import EncoderGradientSampler
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import CHECKPOINT_DIR, load_config, load_run
 
@@ -32,15 +32,6 @@ def check_ks(ks: Iterable[int]) -> List[int]:
     if not out:
         raise ValueError("no K given: pass at least one K (e.g. ks=[1, 10, 100])")
     return out
-
-
-def set_batch(sampler: EncoderGradientSampler, X: np.ndarray, Y: np.ndarray) -> None:
-    """Points `sampler` at a new batch (same batch size) and at the model's current parameters,
-    keeping its compiled function: a new sampler would retrace (seconds per data point)."""
-    sampler.X = tf.convert_to_tensor(X, dtype=tf.float64)
-    sampler.Y = tf.convert_to_tensor(Y, dtype=tf.float64)
-    # The encoder Jacobians are taken once per batch and parameter state; refresh them.
-    sampler._jacobians = _encoder_jacobians(sampler.model, sampler.X, sampler.Y)
 
 
 def derived_rng(seed: int, stream: int, *tags: int) -> tf.random.Generator:
@@ -140,16 +131,12 @@ def sample_gradients(
         )
 
     written: List[Path] = []
-    sampler: Optional[EncoderGradientSampler] = None
     bar = tqdm(total=len(pending), disable=not progress, desc=f"{run_dir.name} {estimator}")
     for dp in datapoints:
         start = 0 if dp is None else dp
         X = data.X_train[start : start + batch_size]
         Y = data.Y_train[start : start + batch_size]
-        if sampler is None:
-            sampler = EncoderGradientSampler(model, X, Y)
-        else:
-            set_batch(sampler, X, Y)
+        sampler = EncoderGradientSampler(model, X, Y)  # cheap: samplers share their traces
         for K in ks:
             if (dp, K) not in pending:
                 continue
@@ -204,14 +191,16 @@ def _existing(path: Path, step: Optional[int]) -> bool:
 
 
 def encoder_snr(
-    sampler: EncoderGradientSampler,
+    model: DeepGP,
+    X: np.ndarray,
+    Y: np.ndarray,
     K: int,
     num_estimates: int,
     estimator: str,
     rng: tf.random.Generator,
 ) -> Dict[str, float]:
-    """Mean SNR per encoder parameter and overall ("all") at the model's current state, on the
-    sampler's batch: what training logs every log_snr_freq iterations."""
-    set_batch(sampler, sampler.X, sampler.Y)  # parameters moved since the last call
-    samples = sampler.sample(K, num_estimates, estimator, rng=rng)
+    """Mean SNR per encoder parameter and overall ("all") at the model's current state on the
+    batch (X [B, D], Y [B, 1]), from `num_estimates` estimates at K: what training logs every
+    log_snr_freq iterations, with the sampler sample_gradients uses."""
+    samples = EncoderGradientSampler(model, X, Y).sample(K, num_estimates, estimator, rng=rng)
     return mean_snr(samples)

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from dgp_snr.data import RegressionData
 from dgp_snr.estimators import iwae_bound
-from dgp_snr.gradients import EncoderGradientSampler
 from dgp_snr.layers import GPLayer, LatentVariableLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import (
@@ -308,7 +307,6 @@ class _RunLogger:
             and not all(layer.fix_q for layer in model.latent_layers)
         )
         self._terms = tf.function(self._batch_terms)
-        self._sampler: Optional[EncoderGradientSampler] = None
         self._predictor: Optional[_Predictor] = None
         self._last: Optional[Tuple[int, float]] = None
 
@@ -374,10 +372,10 @@ class _RunLogger:
     def snr(self, step: int) -> Dict[str, float]:
         """Mean SNR of the encoder gradients of the run's estimator at K = num_IW_samples on the
         log batch (SNR_NUM_ESTIMATES estimates), per parameter and overall."""
-        if self._sampler is None:
-            self._sampler = EncoderGradientSampler(self.model, self.X, self.Y)
         K, estimator = self.model.num_samples, self.config.estimator
-        values = encoder_snr(self._sampler, K, SNR_NUM_ESTIMATES, estimator, self.snr_rng)
+        values = encoder_snr(
+            self.model, self.X, self.Y, K, SNR_NUM_ESTIMATES, estimator, self.snr_rng
+        )
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 _scalar(f"snr/{estimator}/{name}", value)

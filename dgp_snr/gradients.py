@@ -131,7 +131,6 @@ class EncoderGradientSampler:
         self.X = tf.convert_to_tensor(X, dtype=tf.float64)
         self.Y = tf.convert_to_tensor(Y, dtype=tf.float64)
         self.max_rows = max_rows
-        self._jacobians = _compiled_jacobians(model, self.X, self.Y)
 
     @property
     def names(self) -> List[str]:
@@ -148,12 +147,14 @@ class EncoderGradientSampler:
         rows = int(self.X.shape[0]) * num_samples
         return max(1, self.max_rows // rows)
 
-    def _gradients(self, upstream: List[tf.Tensor], R: int) -> List[np.ndarray]:
+    def _gradients(
+        self, upstream: List[tf.Tensor], jacobians: List[List[tf.Tensor]], R: int
+    ) -> List[np.ndarray]:
         out = []
         B = int(self.X.shape[0])
-        for u, jacobians in zip(upstream, self._jacobians):
+        for u, layer_jacobians in zip(upstream, jacobians):
             u = tf.reshape(u, [R, B, -1])
-            for J in jacobians:
+            for J in layer_jacobians:
                 out.append(tf.tensordot(u, J, [[1, 2], [0, 1]]).numpy())  # [R, *phi.shape]
         return out
 
@@ -177,6 +178,8 @@ class EncoderGradientSampler:
             self.model.assert_latent_first()
         B = int(self.X.shape[0])
         chunk = chunk_size or self.chunk_size(num_samples)
+        # At the encoder's current weights, so a sampler stays right while a model trains.
+        jacobians = _compiled_jacobians(self.model, self.X, self.Y)
         pieces: List[List[np.ndarray]] = []
         starts = range(0, num_estimates, chunk)
         for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={num_samples}"):
@@ -188,7 +191,7 @@ class EncoderGradientSampler:
                     None if n is None else n[start * B : (start + R) * B] for n in noise
                 ]
             upstream = _compiled_upstream(self.model, self.X, self.Y, estimator, chunk_noise)
-            pieces.append(self._gradients(upstream, R))
+            pieces.append(self._gradients(upstream, jacobians, R))
         stacked = [np.concatenate(p, 0) for p in zip(*pieces)]
         return dict(zip(self.names, stacked))
 

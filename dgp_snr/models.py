@@ -119,6 +119,8 @@ class DeepGP(gpflow.base.Module):
         (from draw_noise) fixes every random draw, so two passes can share their noise.
         """
         K = self.num_samples if num_samples is None else num_samples
+        if num_samples is None and noise is not None and noise[0] is not None:
+            K = tf.shape(noise[0])[1]  # the noise fixes K
         if noise is None:
             noise = self.draw_noise(tf.shape(X)[0], K)
         X = tf.convert_to_tensor(X)

@@ -181,7 +181,7 @@ class Trainer(tf.Module):
             q_mu, q_sqrt = self.natgrad_params
             self.natgrad._natgrad_apply_gradients(grads[n], grads[n + 1], q_mu, q_sqrt)
         if cfg.assert_no_nans:
-            for v in self.model.trainable_variables + [
+            for v in list(self.model.trainable_variables) + [
                 p.unconstrained_variable for p in self.natgrad_params
             ]:
                 tf.debugging.assert_all_finite(v, f"{v.name} is not finite after the step")

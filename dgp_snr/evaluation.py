@@ -1,6 +1,8 @@
-"""Evaluating trained runs: the Monte Carlo test log-likelihood, the full-data train ELBO and
+"""Evaluating trained runs: the Monte Carlo test log-likelihood (with the predictive mean from
+the same samples), the full-data train ELBO (and the bound per data point on any set) and
 predictive samples, all compiled and chunked so that memory stays bounded, plus the paper's run
-sets (Table 1, Figure 4) and the plain-text figure data files.
+sets (Table 1, Figure 4) and the plain-text figure data files. train_run's final results and
+in-training test logs use the same Evaluator.
 
 Memory. One compiled call pushes B points x S samples ("rows") through the layers; a GP layer
 with M inducing points and L latent GPs holds a few [L, M, rows] arrays. The Evaluator picks B
@@ -31,13 +33,19 @@ from tqdm.auto import tqdm
 
 from dgp_snr.layers import GPLayer, LatentVariableLayer
 from dgp_snr.models import DeepGP
-from dgp_snr.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, load_config, load_run
+from dgp_snr.runs import (
+    CHECKPOINT_DIR,
+    RunConfig,
+    atomic_write_text,
+    latest_checkpoint_step,
+    load_config,
+    load_run,
+)
 
 #: Elements (rows x M x latent GPs) per compiled call; about 128 MiB per float64 intermediate.
 DEFAULT_MAX_ELEMENTS = 2**24
 EVALUATION_FILE = "evaluation.json"
 FIGURE_DATA_DIR = "figure_data"
-_LOG_2PI = math.log(2.0 * math.pi)
 
 # Purposes of random streams (part of every stateless seed).
 _TEST_LL, _ELBO, _PREDICT = 1, 2, 3
@@ -118,22 +126,6 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def latest_checkpoint_step(run_dir: os.PathLike) -> Optional[int]:
-    """The step of the run's latest checkpoint, or None when it has no config or checkpoint.
-
-    Reads the checkpoint index only (no model is built)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        return None
-    state = tf.train.get_checkpoint_state(str(run_dir / CHECKPOINT_DIR))
-    if state is None or not state.model_checkpoint_path:
-        return None
-    try:
-        return int(state.model_checkpoint_path.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
-
 # ------------------------------------------------------------------------------ the evaluator
 def row_cost(model: DeepGP) -> int:
     """Elements per propagated row in the largest GP layer: max_l M_l * L_l."""
@@ -189,6 +181,7 @@ class Evaluator:
             isinstance(layer, GPLayer) and layer.full_cov for layer in model.layers[:-1]
         )
         self._noise = tf.function(self._noise_impl, reduce_retracing=True)
+        self._normal_per_point = tf.function(_normal_per_point, reduce_retracing=True)
         self._log_sum_density = tf.function(self._log_sum_density_impl, reduce_retracing=True)
         self._per_point_bound = tf.function(self._per_point_bound_impl, reduce_retracing=True)
         self._f_marginals = tf.function(self._f_marginals_impl, reduce_retracing=True)
@@ -203,19 +196,10 @@ class Evaluator:
 
     def _noise_impl(self, idx: tf.Tensor, keys: tf.Tensor, num_samples: int) -> List[tf.Tensor]:
         """Per layer, noise [B, S, width]: point idx[b]'s draw depends on (keys, idx[b]) only."""
-        out = []
-        for layer_i, width in enumerate(self.widths):
-            seeds = tf.stack([tf.fill(tf.shape(idx), keys[layer_i]), idx], axis=1)  # [B, 2]
-            out.append(
-                tf.map_fn(
-                    lambda s, w=width: tf.random.stateless_normal(
-                        [num_samples, w], seed=s, dtype=tf.float64
-                    ),
-                    seeds,
-                    fn_output_signature=tf.float64,
-                )
-            )
-        return out
+        return [
+            _normal_per_point(idx, keys[layer_i], [num_samples, width])
+            for layer_i, width in enumerate(self.widths)
+        ]
 
     def _point_noise(
         self, idx: np.ndarray, seed: int, purpose: int, repeat: int, num_samples: int
@@ -232,14 +216,12 @@ class Evaluator:
         return np.concatenate([idx, np.full(size - len(idx), idx[-1], dtype=idx.dtype)])
 
     # -------------------------------------------------------------- compiled pieces
-    def _log_sum_density_impl(self, X, Y, noise, num_samples: int) -> tf.Tensor:
-        """[B]: log Σ_s N(y | m_s, v_s + σ²) over the S samples (w from the prior)."""
+    def _log_sum_density_impl(self, X, Y, noise, num_samples: int):
+        """[B] log Σ_s N(y | m_s, v_s + σ²) and [B] Σ_s m_s over the S samples (w from the
+        prior), from one pass."""
         prop = self.model.propagate(X, None, num_samples, noise=noise)
-        var = prop.f_var + self.model.likelihood.variance
-        log_dens = -0.5 * (
-            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
-        )
-        return tf.reduce_logsumexp(log_dens[..., 0], axis=1)
+        log_dens = self.model.predictive_log_densities(prop, Y)  # [B, S]
+        return tf.reduce_logsumexp(log_dens, axis=1), tf.reduce_sum(prop.f_mean[..., 0], axis=1)
 
     def _per_point_bound_impl(self, X, Y, noise, num_samples: int) -> tf.Tensor:
         """[B]: each point's term of the model's bound (w from q(w | x, y))."""
@@ -261,28 +243,41 @@ class Evaluator:
         progress: bool = False,
     ) -> np.ndarray:
         """[N]: log (1/S) Σ_s N(y_n | m_s(x_n), v_s(x_n) + σ²) per point, X [N, D], Y [N, 1]."""
+        return self.log_predictive_density_and_mean(X, Y, num_samples, seed, repeat, progress)[0]
+
+    def log_predictive_density_and_mean(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: int = TEST_SAMPLES,
+        seed: int = 0,
+        repeat: int = 0,
+        progress: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Per point, from the same S samples: the log predictive density [N] (as
+        log_predictive_density) and the predictive mean (1/S) Σ_s m_s(x_n) [N]."""
         X, Y = _check_xy(X, Y)
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         N = X.shape[0]
         B, S_chunk = self.chunk_sizes(num_samples, N)
-        out = np.empty(N)
+        lpd, mean = np.empty(N), np.empty(N)
         for start in tqdm(range(0, N, B), disable=not progress, desc="test LL", leave=False):
             idx = np.arange(start, min(start + B, N), dtype=np.int64)
             padded = self._padded(idx, B)
             Xc, Yc = tf.constant(X[padded]), tf.constant(Y[padded])
             noise = self._point_noise(padded, seed, _TEST_LL, repeat, num_samples)
-            if S_chunk == num_samples:
-                total = self._log_sum_density(Xc, Yc, noise, num_samples).numpy()
-            else:
-                parts = []
-                for s0 in range(0, num_samples, S_chunk):
-                    s1 = min(s0 + S_chunk, num_samples)
-                    piece = [None if n is None else n[:, s0:s1] for n in noise]
-                    parts.append(self._log_sum_density(Xc, Yc, piece, s1 - s0).numpy())
-                total = logsumexp(np.stack(parts), axis=0)
-            out[idx] = total[: len(idx)] - math.log(num_samples)
-        return out
+            log_sums, mean_sums = [], []
+            for s0 in range(0, num_samples, S_chunk):
+                s1 = min(s0 + S_chunk, num_samples)
+                piece = [None if n is None else n[:, s0:s1] for n in noise]
+                log_sum, mean_sum = self._log_sum_density(Xc, Yc, piece, s1 - s0)
+                log_sums.append(log_sum.numpy())
+                mean_sums.append(mean_sum.numpy())
+            total = log_sums[0] if len(log_sums) == 1 else logsumexp(np.stack(log_sums), axis=0)
+            lpd[idx] = total[: len(idx)] - math.log(num_samples)
+            mean[idx] = np.sum(mean_sums, axis=0)[: len(idx)] / num_samples
+        return lpd, mean
 
     def test_log_likelihood(
         self,
@@ -304,6 +299,39 @@ class Evaluator:
         )
         return TestLogLikelihood(values, num_samples)
 
+    def _bound_sums(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: Optional[int],
+        repeats: int,
+        seed: int,
+        progress: bool,
+    ) -> Tuple[np.ndarray, float]:
+        """([R] Σ_n per-point term of the model's bound over X [N, D], Y [N, 1], each repeat
+        with fresh samples (K = num_samples, default the model's); Σ KL[q(u) || p(u)])."""
+        X, Y = _check_xy(X, Y)
+        K = self.model.num_samples if num_samples is None else int(num_samples)
+        if K < 1:
+            raise ValueError(f"num_samples must be at least 1, got {K}")
+        N = X.shape[0]
+        rows = max(1, self.max_elements // self.row_cost)
+        B = max(1, min(N, rows // K))
+        kl_u = float(tf.add_n([layer.prior_kl() for layer in self.model.gp_layers]).numpy())
+        sums = []
+        for r in range(repeats):
+            total = 0.0
+            for start in tqdm(range(0, N, B), disable=not progress, desc="ELBO", leave=False):
+                idx = np.arange(start, min(start + B, N), dtype=np.int64)
+                padded = self._padded(idx, B)
+                noise = self._point_noise(padded, seed, _ELBO, r, K)
+                terms = self._per_point_bound(
+                    tf.constant(X[padded]), tf.constant(Y[padded]), noise, K
+                ).numpy()
+                total += float(np.sum(terms[: len(idx)]))
+            sums.append(total)
+        return np.array(sums), kl_u
+
     def train_elbo(
         self,
         X: np.ndarray,
@@ -316,27 +344,23 @@ class Evaluator:
         """[R]: the model's bound (its mode: VI, IWVI or CIWAE, K = num_samples, default the
         model's) on the whole of X [N, D], Y [N, 1], each repeat with fresh samples:
         Σ_n per-point term - Σ KL[q(u) || p(u)]. X should be the training set (num_data = N)."""
-        X, Y = _check_xy(X, Y)
-        K = self.model.num_samples if num_samples is None else int(num_samples)
-        if K < 1:
-            raise ValueError(f"num_samples must be at least 1, got {K}")
-        N = X.shape[0]
-        rows = max(1, self.max_elements // self.row_cost)
-        B = max(1, min(N, rows // K))
-        kl_u = float(tf.add_n([layer.prior_kl() for layer in self.model.gp_layers]).numpy())
-        values = []
-        for r in range(repeats):
-            total = 0.0
-            for start in tqdm(range(0, N, B), disable=not progress, desc="ELBO", leave=False):
-                idx = np.arange(start, min(start + B, N), dtype=np.int64)
-                padded = self._padded(idx, B)
-                noise = self._point_noise(padded, seed, _ELBO, r, K)
-                terms = self._per_point_bound(
-                    tf.constant(X[padded]), tf.constant(Y[padded]), noise, K
-                ).numpy()
-                total += float(np.sum(terms[: len(idx)]))
-            values.append(total - kl_u)
-        return np.array(values)
+        sums, kl_u = self._bound_sums(X, Y, num_samples, repeats, seed, progress)
+        return sums - kl_u
+
+    def mean_bound_per_point(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        num_samples: Optional[int] = None,
+        repeats: int = 1,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """[R]: the bound per data point on any set X [N', D], Y [N', 1] (the training set or
+        another): (1/N') Σ_n per-point term - Σ KL[q(u) || p(u)] / num_data, K and repeats as
+        in train_elbo. On the training set it is train_elbo / N."""
+        sums, kl_u = self._bound_sums(X, Y, num_samples, repeats, seed, progress)
+        return sums / len(X) - kl_u / self.model.num_data
 
     def predictive_samples(
         self, x: np.ndarray, num_samples: int = TEST_SAMPLES, seed: int = 0, index: int = 0
@@ -345,26 +369,59 @@ class Evaluator:
 
         `index` names the point in its data set (it selects the random stream)."""
         x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        return self.predictive_samples_at(x, num_samples, seed, [index])[0]
+
+    def predictive_samples_at(
+        self,
+        X: np.ndarray,
+        num_samples: int = TEST_SAMPLES,
+        seed: int = 0,
+        indices: Optional[Sequence[int]] = None,
+    ) -> np.ndarray:
+        """[N, S]: samples of y from the predictive distribution at each row of X [N, D].
+
+        indices [N] (default 0 .. N-1) name the points in their data set: they select the
+        random streams, so row n equals predictive_samples(X[n], S, seed, indices[n])."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"expected X [N, D] with N > 0, got {X.shape}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        _, S_chunk = self.chunk_sizes(num_samples, 1)
-        idx = np.array([index], dtype=np.int64)
-        noise = self._point_noise(idx, seed, _PREDICT, 0, num_samples)
-        means, variances = [], []
-        for s0 in range(0, num_samples, S_chunk):
-            s1 = min(s0 + S_chunk, num_samples)
-            piece = [None if n is None else n[:, s0:s1] for n in noise]
-            mean, var = self._f_marginals(tf.constant(x), piece, s1 - s0)
-            means.append(mean.numpy()[0])
-            variances.append(var.numpy()[0])
-        mean, var = np.concatenate(means), np.concatenate(variances)
-        y_noise = tf.random.stateless_normal(
-            [num_samples],
-            seed=_stream_keys(seed, _PREDICT, 1, 1) + [index],
-            dtype=tf.float64,
-        ).numpy()
+        N = X.shape[0]
+        indices = np.arange(N) if indices is None else np.asarray(indices).reshape(-1)
+        if indices.shape != (N,):
+            raise ValueError(f"expected {N} indices, got {indices.shape[0]}")
+        indices = indices.astype(np.int64)
+        B, S_chunk = self.chunk_sizes(num_samples, N)
+        y_key = tf.constant(_stream_keys(seed, _PREDICT, 1, 1)[0], dtype=tf.int64)
         sigma2 = float(self.model.likelihood.variance.numpy())
-        return mean + np.sqrt(var + sigma2) * y_noise
+        out = np.empty((N, num_samples))
+        for start in range(0, N, B):
+            rows = np.arange(start, min(start + B, N))
+            padded = self._padded(rows, B)
+            Xc, idx = tf.constant(X[padded]), indices[padded]
+            noise = self._point_noise(idx, seed, _PREDICT, 0, num_samples)
+            means, variances = [], []
+            for s0 in range(0, num_samples, S_chunk):
+                s1 = min(s0 + S_chunk, num_samples)
+                piece = [None if n is None else n[:, s0:s1] for n in noise]
+                mean, var = self._f_marginals(Xc, piece, s1 - s0)
+                means.append(mean.numpy())
+                variances.append(var.numpy())
+            mean, var = np.concatenate(means, axis=1), np.concatenate(variances, axis=1)
+            y_noise = self._normal_per_point(tf.constant(idx), y_key, [num_samples]).numpy()
+            out[rows] = (mean + np.sqrt(var + sigma2) * y_noise)[: len(rows)]
+        return out
+
+
+def _normal_per_point(idx: tf.Tensor, key: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
+    """[B, *shape] standard normals; row b is a stateless function of (key, idx[b]) only."""
+    seeds = tf.stack([tf.fill(tf.shape(idx), key), idx], axis=1)  # [B, 2]
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal(shape, seed=s, dtype=tf.float64),
+        seeds,
+        fn_output_signature=tf.float64,
+    )
 
 
 def _check_xy(X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -412,10 +469,7 @@ def _read_cache(run_dir: Path) -> Dict[str, dict]:
 
 
 def _write_cache(run_dir: Path, data: Dict[str, dict]) -> None:
-    path = run_dir / EVALUATION_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(run_dir / EVALUATION_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
 def evaluate_run(
@@ -510,9 +564,7 @@ def write_figure_data(path: os.PathLike, rows: Iterable[FigureDataRow]) -> Path:
     for row in rows:
         values = "\t".join(repr(float(v)) for v in np.atleast_1d(row.values))
         lines.append(f"{row.dataset}\t{'T' if row.flag else 'F'}\t{row.split}\t{values}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(lines))
     return path
 
 

@@ -15,6 +15,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from dgp_snr.gradients import snr_from_moments
+
 GRADIENTS_DIR = "gradients"
 META = "meta/"
 
@@ -46,8 +48,8 @@ class GradientDump:
     meta: Dict[str, object]
 
     def snr(self) -> Dict[str, np.ndarray]:
-        """|mean| / std per parameter entry (the definition of gradients.snr)."""
-        return {k: np.abs(self.mean[k]) / self.std[k] for k in self.mean}
+        """|mean| / std per parameter entry (gradients.snr_from_moments: 0/0 is 0)."""
+        return {k: snr_from_moments(self.mean[k], self.std[k]) for k in self.mean}
 
 
 def save_gradient_dump(

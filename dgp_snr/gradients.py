@@ -197,6 +197,22 @@ class EncoderGradientSampler:
 
 
 def snr(samples: np.ndarray) -> np.ndarray:
-    """|mean| / std over the first axis (independent estimates) of gradient samples."""
+    """|mean| / std over the first axis (independent estimates) of gradient samples
+    [R, *shape] -> [*shape]; 0 where mean and std are both 0 (the reference's convention), inf
+    where only the std is 0 (see snr_from_moments)."""
     samples = np.asarray(samples)
-    return np.abs(samples.mean(0)) / samples.std(0)
+    return snr_from_moments(samples.mean(0), samples.std(0))
+
+
+def snr_from_moments(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The signal-to-noise ratio |mean| / std of gradient estimates, entry by entry, from their
+    mean and (population) standard deviation: the one SNR definition of the package.
+
+    Convention (the reference's): an entry with mean 0 and std 0 (a gradient that is always
+    exactly 0, e.g. a weight into a unit that is never active) has SNR 0; a nonzero mean with
+    std 0 gives inf, and NaN inputs give NaN."""
+    mean = np.abs(np.asarray(mean))
+    std = np.asarray(std)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = mean / std
+    return np.where((mean == 0) & (std == 0), 0.0, ratio)

@@ -12,6 +12,7 @@ from dgp_snr.estimators import get_estimator, iwae_bound
 from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer
 
 MODES = ("VI", "IWAE", "CIWAE")
+_LOG_2PI = float(np.log(2.0 * np.pi))
 Layer = GPLayer | LatentVariableLayer
 
 
@@ -229,12 +230,18 @@ class DeepGP(gpflow.base.Module):
         y_var = var + self.likelihood.variance
         return mean + tf.sqrt(y_var) * self.rng.normal(tf.shape(mean), dtype=mean.dtype)
 
+    @check_shapes("prop.f_mean: [B, S, 1]", "prop.f_var: [B, S, 1]", "Y: [B, 1]", "return: [B, S]")
+    def predictive_log_densities(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
+        """[B, S]: log N(y | m_s, v_s + σ²) for each of the S samples of a propagation (the
+        terms of the Monte Carlo log predictive density when w is drawn from the prior)."""
+        var = prop.f_var + self.likelihood.variance
+        log_dens = -0.5 * (
+            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
+        )
+        return log_dens[..., 0]
+
     @check_shapes("X: [B, D]", "Y: [B, 1]", "return: [B]")
     def log_predictive_density(self, X: tf.Tensor, Y: tf.Tensor, num_samples: int) -> tf.Tensor:
         """Monte Carlo log (1/S) Σ_s N(y | m_s, v_s + σ²) per point [B]."""
         prop = self.propagate(X, None, num_samples)
-        var = prop.f_var + self.likelihood.variance
-        log_dens = -0.5 * (
-            np.log(2 * np.pi) + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
-        )  # [B, S, 1]
-        return iwae_bound(log_dens[..., 0])
+        return iwae_bound(self.predictive_log_densities(prop, Y))

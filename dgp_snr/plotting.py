@@ -56,7 +56,6 @@ from dgp_snr.evaluation import (  # noqa: E402
     Evaluator,
     FigureDataRow,
     evaluate_command,
-    latest_checkpoint_step,
     paper_config,
     read_figure_data,
     target_files,
@@ -64,7 +63,8 @@ from dgp_snr.evaluation import (  # noqa: E402
     train_command,
 )
 from dgp_snr.gradient_dumps import GradientDump, dump_path, load_gradient_dump  # noqa: E402
-from dgp_snr.runs import RunConfig, load_run  # noqa: E402
+from dgp_snr.gradients import snr  # noqa: E402
+from dgp_snr.runs import RunConfig, latest_checkpoint_step, load_run  # noqa: E402
 
 FIGURES_DIR = "figures"
 #: Gradient estimates per dump in the printed sampling commands (the reference's default).
@@ -319,19 +319,16 @@ def weight_names(names: Sequence[str]) -> List[str]:
 
 
 def weight_snr(dump: GradientDump, path: Optional[os.PathLike] = None) -> np.ndarray:
-    """[P]: |mean| / std of every encoder weight entry, flattened in weight_names order
-    (0 where mean and std are both 0)."""
+    """[P]: the SNR (GradientDump.snr: 0 where mean and std are both 0) of every encoder weight
+    entry, flattened in weight_names order."""
     names = weight_names(list(dump.mean))
     if not names:
         raise ValueError(f"gradient dump {path or ''} holds no encoder weights (W0, W1, ...)")
-    mean = np.concatenate([np.ravel(dump.mean[n]) for n in names])
-    std = np.concatenate([np.ravel(dump.std[n]) for n in names])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = np.abs(mean) / std
-    snr[(std == 0) & (mean == 0)] = 0.0
-    if not np.all(np.isfinite(snr)):
+    snrs = dump.snr()
+    values = np.concatenate([np.ravel(snrs[n]) for n in names])
+    if not np.all(np.isfinite(values)):
         raise ValueError(f"gradient dump {path or ''} has non-finite SNRs (std 0 or NaN)")
-    return snr
+    return values
 
 
 def weight_samples(dump: GradientDump, path: Optional[os.PathLike] = None) -> np.ndarray:
@@ -511,8 +508,7 @@ def figure_2(
                 ax.plot(x, scipy.stats.norm.pdf(x, mean, std), color=FIT_COLOR, lw=1.4)
             ax.axvline(mean, color="black", linestyle="-", lw=1.2)
             ax.axvline(0.0, color="0.3", linestyle="--", lw=1.0)
-            snr = abs(mean) / std if std > 0 else 0.0
-            ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {snr:.3f}")
+            ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {float(snr(g)):.3f}")
     for col, est in enumerate(ESTIMATORS):
         axes[-1, col].set_xlabel(
             f"{LABELS[est]} estimates of the gradient of encoder weight {label}"

@@ -21,6 +21,7 @@ from dgp_snr.training import Trainer, TrainingConfig
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+RESULTS_FILE = "results.json"
 
 
 @dataclass
@@ -140,7 +141,7 @@ def build_run(config: RunConfig) -> Tuple[DeepGP, Trainer, RegressionData]:
 def save_config(config: RunConfig, run_dir: Path) -> None:
     """Writes config.json atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2, sort_keys=True))
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2, sort_keys=True))
 
 
 def load_config(run_dir: os.PathLike) -> RunConfig:
@@ -150,10 +151,34 @@ def load_config(run_dir: os.PathLike) -> RunConfig:
     return RunConfig.from_dict(json.loads(path.read_text()))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader
+    (or a crash) never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _checkpoint_step(path: str) -> int:
+    """The step in a checkpoint path (<run_dir>/checkpoints/ckpt-<step>)."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def latest_checkpoint_step(run_dir: os.PathLike) -> Optional[int]:
+    """The step of the run's latest checkpoint, or None when it has no config or checkpoint.
+
+    Reads the checkpoint index only (no model is built): the checkpoint that RunCheckpoints
+    and load_run restore by default."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return None
+    state = tf.train.get_checkpoint_state(str(run_dir / CHECKPOINT_DIR))
+    if state is None or not state.model_checkpoint_path:
+        return None
+    try:
+        return _checkpoint_step(state.model_checkpoint_path)
+    except (IndexError, ValueError):
+        return None
 
 
 class RunCheckpoints:
@@ -176,7 +201,7 @@ class RunCheckpoints:
         return self.manager.latest_checkpoint
 
     def steps(self) -> list:
-        return [int(p.rsplit("-", 1)[1]) for p in self.manager.checkpoints]
+        return [_checkpoint_step(p) for p in self.manager.checkpoints]
 
     def save(self) -> str:
         return self.manager.save(checkpoint_number=int(self.trainer.step.numpy()))
@@ -218,6 +243,6 @@ def _json_default(value: Any) -> Any:
 
 
 def save_results(results: Dict[str, Any], run_dir: os.PathLike) -> None:
-    _atomic_write_text(
-        Path(run_dir) / "results.json", json.dumps(results, indent=2, default=_json_default)
+    atomic_write_text(
+        Path(run_dir) / RESULTS_FILE, json.dumps(results, indent=2, default=_json_default)
     )

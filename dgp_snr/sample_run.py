@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 from dgp_snr.estimators import get_estimator
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
-from dgp_snr.gradients import EncoderGradientSampler
+from dgp_snr.gradients import EncoderGradientSampler, snr
 from dgp_snr.models import DeepGP
-from dgp_snr.runs import CHECKPOINT_DIR, load_config, load_run
+from dgp_snr.runs import latest_checkpoint_step, load_config, load_run
 
 # Seed-sequence tag of gradient sampling, so its streams differ from training's and evaluation's.
 _SAMPLING_STREAM = 2
@@ -34,24 +34,28 @@ def check_ks(ks: Iterable[int]) -> List[int]:
     return out
 
 
+def derived_seed(seed: int, stream: int, *tags: int) -> int:
+    """A 63-bit seed for one purpose (`stream`) and cell (`tags`), independent of every other."""
+    state = np.random.SeedSequence([int(seed), int(stream), *map(int, tags)])
+    words = state.generate_state(2, np.uint32).astype(np.int64)
+    return int(words[0] << 31 ^ words[1])
+
+
 def derived_rng(seed: int, stream: int, *tags: int) -> tf.random.Generator:
     """A generator for one purpose (`stream`) and cell (`tags`), independent of every other and
     of the model's own generator, so that what one part draws never shifts another's draws."""
-    state = np.random.SeedSequence([int(seed), int(stream), *map(int, tags)])
-    words = state.generate_state(2, np.uint32).astype(np.int64)
-    return tf.random.Generator.from_seed(int(words[0] << 31 ^ words[1]))
+    return tf.random.Generator.from_seed(derived_seed(seed, stream, *tags))
 
 
 def mean_snr(samples: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """Per parameter and over all encoder weights ("all"): the mean of |mean| / std over the
-    parameter's entries, from samples {name: [R, *shape]}; entries with std 0 are left out."""
+    """Per parameter and over all encoder weights ("all"): the mean of gradients.snr over the
+    parameter's entries, from samples {name: [R, *shape]} (an entry whose samples are all 0
+    counts as SNR 0)."""
     out: Dict[str, float] = {}
     everything = []
     for name, values in samples.items():
-        std = values.std(0)
-        ok = std > 0
-        ratios = np.abs(values.mean(0))[ok] / std[ok]
-        everything.append(ratios.ravel())
+        ratios = snr(values).ravel()
+        everything.append(ratios)
         out[name] = float(ratios.mean()) if ratios.size else float("nan")
     flat = np.concatenate(everything) if everything else np.zeros(0)
     out["all"] = float(flat.mean()) if flat.size else float("nan")
@@ -107,7 +111,7 @@ def sample_gradients(
 
     datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
     if step is None:
-        step = latest_step(run_dir)
+        step = latest_checkpoint_step(run_dir)
     pending = [
         (dp, K)
         for dp in datapoints
@@ -161,12 +165,6 @@ def sample_gradients(
             bar.update(1)
     bar.close()
     return written
-
-
-def latest_step(run_dir: os.PathLike) -> Optional[int]:
-    """The step of the run's latest checkpoint, or None, without building the model."""
-    latest = tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR))
-    return None if latest is None else int(latest.rsplit("-", 1)[1])
 
 
 def _existing(path: Path, step: Optional[int]) -> bool:

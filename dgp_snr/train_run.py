@@ -24,11 +24,12 @@ from tensorflow.core.framework import summary_pb2
 from tqdm.auto import tqdm
 
 from dgp_snr.data import RegressionData
-from dgp_snr.estimators import iwae_bound
+from dgp_snr.evaluation import Evaluator
 from dgp_snr.layers import GPLayer, LatentVariableLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import (
     CONFIG_FILE,
+    RESULTS_FILE,
     RunCheckpoints,
     RunConfig,
     build_run,
@@ -36,10 +37,9 @@ from dgp_snr.runs import (
     save_config,
     save_results,
 )
-from dgp_snr.sample_run import derived_rng, encoder_snr
+from dgp_snr.sample_run import derived_rng, derived_seed, encoder_snr
 from dgp_snr.training import Trainer
 
-RESULTS_FILE = "results.json"
 TENSORBOARD_DIR = "tensorboard"
 
 #: Settings that may change between a run's sessions; every other one must match config.json.
@@ -67,14 +67,11 @@ TEST_LOG_SAMPLES = 100
 SHAPIRO_POINTS = 100
 #: scipy's Shapiro-Wilk p-value is only accurate up to 5000 samples.
 SHAPIRO_MAX_SAMPLES = 5000
-#: Rows (points x samples) per compiled evaluation call.
-MAX_ROWS = 2**17
 
 # Seed-sequence streams (sample_run uses 2), so logging and evaluation never draw from the
 # model's generator: the training trajectory does not depend on what is logged.
 _LOG_STREAM = 3
 _EVAL_STREAM = 4
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -134,58 +131,15 @@ class _SignalGuard:
 
 
 # ------------------------------------------------------------------------------- evaluation
-class _Predictor:
-    """Compiled Monte Carlo prediction with S samples of everything before the final layer (w
-    from the prior), drawing from its own generator, over chunks of at most MAX_ROWS rows."""
-
-    def __init__(self, model: DeepGP, num_samples: int, rng: tf.random.Generator, input_dim: int):
-        self.model = model
-        self.num_samples = num_samples
-        self.rng = rng
-        self.chunk = max(1, MAX_ROWS // num_samples)
-        X_spec = tf.TensorSpec([None, input_dim], tf.float64)
-        Y_spec = tf.TensorSpec([None, 1], tf.float64)
-        self._density = tf.function(self._density_chunk, input_signature=[X_spec, Y_spec])
-        self._y_samples = tf.function(self._y_samples_chunk, input_signature=[X_spec])
-
-    def _propagate(self, X: tf.Tensor):
-        noise = self.model.draw_noise(tf.shape(X)[0], self.num_samples, self.rng)
-        return self.model.propagate(X, None, self.num_samples, noise=noise)
-
-    def _density_chunk(self, X: tf.Tensor, Y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        # One pass gives both; the density is DeepGP.log_predictive_density's formula.
-        prop = self._propagate(X)
-        var = prop.f_var + self.model.likelihood.variance
-        log_dens = -0.5 * (
-            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
-        )  # [B, S, 1]
-        return iwae_bound(log_dens[..., 0]), tf.reduce_mean(prop.f_mean[..., 0], 1)
-
-    def _y_samples_chunk(self, X: tf.Tensor) -> tf.Tensor:
-        prop = self._propagate(X)
-        std = tf.sqrt(prop.f_var + self.model.likelihood.variance)
-        return (prop.f_mean + std * self.rng.normal(tf.shape(std), dtype=std.dtype))[..., 0]
-
-    def density_and_mean(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Per point: log (1/S) Σ_s N(y | m_s, v_s + σ²) [N] and the predictive mean [N]."""
-        lpd, mean = [], []
-        for i in range(0, X.shape[0], self.chunk):
-            a, b = self._density(X[i : i + self.chunk], Y[i : i + self.chunk])
-            lpd.append(a.numpy())
-            mean.append(b.numpy())
-        return np.concatenate(lpd), np.concatenate(mean)
-
-    def y_samples(self, X: np.ndarray) -> np.ndarray:
-        """Samples of y from the predictive distribution [N, S]."""
-        return np.concatenate(
-            [self._y_samples(X[i : i + self.chunk]).numpy() for i in range(0, len(X), self.chunk)]
-        )
-
-
-def _test_metrics(predictor: _Predictor, data: RegressionData) -> Dict[str, float]:
-    """Mean test log-likelihood and RMSE of the predictive mean, in the normalised units and in
-    the original units of Y (the log-likelihood shifts by -log Y_std, the RMSE scales)."""
-    lpd, mean = predictor.density_and_mean(data.X_test, data.Y_test)
+def _test_metrics(
+    evaluator: Evaluator, data: RegressionData, num_samples: int, seed: int
+) -> Dict[str, float]:
+    """Mean test log-likelihood (num_samples predictive samples) and RMSE of the predictive
+    mean, in the normalised units and in the original units of Y (the log-likelihood shifts by
+    -log Y_std, the RMSE scales)."""
+    lpd, mean = evaluator.log_predictive_density_and_mean(
+        data.X_test, data.Y_test, num_samples, seed=seed
+    )
     y_std = float(data.Y_std.squeeze())
     rmse = float(np.sqrt(np.mean(np.square(data.Y_test[:, 0] - mean))))
     test_loglik = float(np.mean(lpd))
@@ -197,58 +151,35 @@ def _test_metrics(predictor: _Predictor, data: RegressionData) -> Dict[str, floa
     }
 
 
-def _mean_bound_per_point(
-    model: DeepGP, X: np.ndarray, Y: np.ndarray, rng: tf.random.Generator
-) -> float:
-    """(1/N') Σ per-point term of the model's bound (K = model.num_samples) over X [N', D],
-    minus KL[q(u) || p(u)] / N: the bound per data point, whichever set the points are from."""
-    K = model.num_samples
-    chunk = max(1, MAX_ROWS // K)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, X.shape[1]], tf.float64),
-            tf.TensorSpec([None, 1], tf.float64),
-        ]
-    )
-    def per_point(Xb: tf.Tensor, Yb: tf.Tensor) -> tf.Tensor:
-        prop = model.propagate(Xb, Yb, K, noise=model.draw_noise(tf.shape(Xb)[0], K, rng))
-        return model.per_point_bound(prop, Yb)
-
-    total = sum(
-        float(tf.reduce_sum(per_point(X[i : i + chunk], Y[i : i + chunk])))
-        for i in range(0, X.shape[0], chunk)
-    )
-    kl_u = float(tf.add_n([layer.prior_kl() for layer in model.gp_layers]))
-    return total / X.shape[0] - kl_u / model.num_data
-
-
-def _median_shapiro_w(predictor: _Predictor, X: np.ndarray) -> float:
+def _median_shapiro_w(evaluator: Evaluator, X: np.ndarray, num_samples: int, seed: int) -> float:
     """Median over the first SHAPIRO_POINTS points of X of the Shapiro-Wilk W statistic of each
-    point's predictive samples (1: indistinguishable from a normal)."""
-    samples = predictor.y_samples(X[:SHAPIRO_POINTS])[:, :SHAPIRO_MAX_SAMPLES]
-    if samples.shape[1] < 3:  # Shapiro-Wilk needs three samples
+    point's min(num_samples, SHAPIRO_MAX_SAMPLES) predictive samples (1: indistinguishable
+    from a normal)."""
+    S = min(num_samples, SHAPIRO_MAX_SAMPLES)
+    if S < 3:  # Shapiro-Wilk needs three samples
         return float("nan")
+    samples = evaluator.predictive_samples_at(X[:SHAPIRO_POINTS], S, seed=seed)  # [N, S]
     return float(np.median([scipy.stats.shapiro(s).statistic for s in samples]))
 
 
 def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dict[str, Any]:
     """The run's results at the model's current state: test log-likelihood (num_predict_samples
     samples) and RMSE (normalised and original units), train and test ELBO per data point
-    (K = num_IW_samples), and the median Shapiro-Wilk W of the predictive samples."""
-    seed = config.effective_seed
-    predictor = _Predictor(
-        model, config.num_predict_samples, derived_rng(seed, _EVAL_STREAM, 0), data.D
+    (K = num_IW_samples; Evaluator.mean_bound_per_point), and the median Shapiro-Wilk W of the
+    predictive samples. Deterministic in the run's seed (the Evaluator's draws are stateless)."""
+    # One seed per quantity, so that the train and test ELBOs draw independent noise.
+    seeds = [derived_seed(config.effective_seed, _EVAL_STREAM, tag) for tag in range(3)]
+    evaluator = Evaluator(model)
+    S = config.num_predict_samples
+    results: Dict[str, Any] = _test_metrics(evaluator, data, S, seeds[0])
+    results["train_elbo"] = float(
+        evaluator.mean_bound_per_point(data.X_train, data.Y_train, seed=seeds[1])[0]
     )
-    results: Dict[str, Any] = _test_metrics(predictor, data)
-    results["train_elbo"] = _mean_bound_per_point(
-        model, data.X_train, data.Y_train, derived_rng(seed, _EVAL_STREAM, 1)
+    results["test_elbo"] = float(
+        evaluator.mean_bound_per_point(data.X_test, data.Y_test, seed=seeds[2])[0]
     )
-    results["test_elbo"] = _mean_bound_per_point(
-        model, data.X_test, data.Y_test, derived_rng(seed, _EVAL_STREAM, 2)
-    )
-    results["shapiro_w_median"] = _median_shapiro_w(predictor, data.X_test)
-    results["num_predict_samples"] = config.num_predict_samples
+    results["shapiro_w_median"] = _median_shapiro_w(evaluator, data.X_test, S, seeds[0])
+    results["num_predict_samples"] = S
     results["num_test_points"] = int(data.X_test.shape[0])
     return results
 
@@ -307,7 +238,7 @@ class _RunLogger:
             and not all(layer.fix_q for layer in model.latent_layers)
         )
         self._terms = tf.function(self._batch_terms)
-        self._predictor: Optional[_Predictor] = None
+        self._evaluator: Optional[Evaluator] = None
         self._last: Optional[Tuple[int, float]] = None
 
     def _batch_terms(self) -> Dict[str, Any]:
@@ -358,12 +289,13 @@ class _RunLogger:
         self._last = (step, now)
 
     def test(self, step: int) -> Dict[str, float]:
-        """Test log-likelihood and RMSE with TEST_LOG_SAMPLES predictive samples."""
-        if self._predictor is None:
-            S = min(TEST_LOG_SAMPLES, self.config.num_predict_samples)
-            rng = derived_rng(self.config.effective_seed, _LOG_STREAM, 2)
-            self._predictor = _Predictor(self.model, S, rng, self.data.D)
-        metrics = _test_metrics(self._predictor, self.data)
+        """Test log-likelihood and RMSE with TEST_LOG_SAMPLES predictive samples (the same
+        draws at every step, so the logged curve shows the model's changes, not new noise)."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.model)
+        S = min(TEST_LOG_SAMPLES, self.config.num_predict_samples)
+        seed = derived_seed(self.config.effective_seed, _LOG_STREAM, 2)
+        metrics = _test_metrics(self._evaluator, self.data, S, seed)
         with self.writer.as_default(step=step):
             for name, value in metrics.items():
                 _scalar(f"test/{name}", value)

@@ -126,7 +126,7 @@ class EncoderGradientSampler:
     Jacobian at the batch (computed once) maps them to every parameter: g_r = Σ_b J_bᵀ u_rb.
     """
 
-    def __init__(self, model: DeepGP, X: np.ndarray, Y: np.ndarray, max_rows: int = 2**17):
+    def __init__(self, model: DeepGP, X: np.ndarray, Y: np.ndarray, max_rows: int = 2**13):
         self.model = model
         self.X = tf.convert_to_tensor(X, dtype=tf.float64)
         self.Y = tf.convert_to_tensor(Y, dtype=tf.float64)

@@ -34,7 +34,8 @@ def diag_quadratic_forms(P: tf.Tensor, A: tf.Tensor):
     forms = tf.reduce_sum(A[None] * Q, 1)  # [L, N]
 
     def grad(g: tf.Tensor):  # g: [L, N]
-        dP = tf.linalg.matmul(A[None] * g[:, None, :], A[None], transpose_b=True)  # [L, M, M]
+        gA = tf.reshape(A[None] * g[:, None, :], [L * M, N])
+        dP = tf.reshape(tf.linalg.matmul(gA, A, transpose_b=True), [L, M, M])  # one GEMM
         dA = 2.0 * tf.reduce_sum(Q * g[:, None, :], 0)  # [M, N]
         return dP, dA
 

@@ -200,7 +200,7 @@ def test_sampler_names_shapes_and_errors(setup):
     again = sampler.sample(3, 5, "reg", rng=tf.random.Generator.from_seed(1))
     for name in sampler.names:
         np.testing.assert_array_equal(samples[name], again[name])
-    assert sampler.chunk_size(3) == 2**17 // (2 * 3)
+    assert sampler.chunk_size(3) == sampler.max_rows // (2 * 3)
     with pytest.raises(ValueError, match="at least 1"):
         sampler.sample(0, 5, "reg")
     with pytest.raises(ValueError, match="unknown estimator 'rge'"):

@@ -19,6 +19,12 @@ import time
 from typing import Callable, Dict
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The offline UCI copies beside the checkout, as in the tests, unless DGP_SNR_DATA says otherwise.
+_SHARED = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "uci"
+)
+if os.path.isdir(_SHARED):
+    os.environ.setdefault("DGP_SNR_DATA", os.path.normpath(_SHARED))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -1,15 +1,34 @@
 """Tiny synthetic data sets, model factories and comparison helpers shared by the core-library
 tests (test_models, test_estimators, test_builder, test_gradients, test_training)."""
 
+import os
+from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import gpflow
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from dgp_snr.builder import build_model
 from dgp_snr.layers import GPLayer
 from dgp_snr.models import DeepGP
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Optional[Path]:
+    """The offline UCI copies: $DGP_SNR_DATA, else ../shared/data/uci; None without a manifest."""
+    value = os.environ.get("DGP_SNR_DATA")
+    path = Path(value) if value else REPO.parent / "shared" / "data" / "uci"
+    return path if (path / "MANIFEST.json").is_file() else None
+
+
+SHARED = _shared_dir()
+needs_shared = pytest.mark.skipif(
+    SHARED is None,
+    reason="shared UCI copies not found (set DGP_SNR_DATA to a directory with MANIFEST.json)",
+)
 
 
 def toy_data(

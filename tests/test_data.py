@@ -6,7 +6,6 @@ import dataclasses
 import gzip
 import hashlib
 import json
-import os
 import runpy
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SHARED, needs_shared
 
 from dgp_snr.data import (
     DATASET_NAMES,
@@ -26,7 +26,6 @@ from dgp_snr.data.cli import main as cli_main
 from dgp_snr.data.core import split_table
 from dgp_snr.data.registry import REGISTRY, FileDataset
 
-REPO = Path(__file__).resolve().parents[1]
 FILE_DATASETS = (
     "boston",
     "concrete",
@@ -44,19 +43,6 @@ FILE_DATASETS = (
 )
 # wilson_solar's input 9 is constant over the whole set, so it is dropped from every split.
 DROPPED_COLUMNS = {"wilson_solar": [9]}
-
-
-def _shared_dir() -> Path | None:
-    value = os.environ.get("DGP_SNR_DATA")
-    path = Path(value) if value else REPO.parent / "shared" / "data" / "uci"
-    return path if (path / "MANIFEST.json").is_file() else None
-
-
-SHARED = _shared_dir()
-needs_shared = pytest.mark.skipif(
-    SHARED is None,
-    reason="shared UCI copies not found (set DGP_SNR_DATA to a directory with MANIFEST.json)",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ import http.server
 import importlib.util
 import io
 import json
-import os
 import tarfile
 import threading
 import warnings
@@ -21,27 +20,14 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+from helpers import SHARED, needs_shared
 from scipy.io import savemat
 
 from dgp_snr.data import DataError, DataWarning, get_regression_data, install_wilson, parsers
 from dgp_snr.data.cli import main as cli_main
 from dgp_snr.data.registry import REGISTRY, WILSON_DOWNLOAD_URL, UCIDataset, WilsonDataset
 
-REPO = Path(__file__).resolve().parents[1]
 PREFIX = "ml/machine-learning-databases"
-
-
-def _shared_dir() -> Path | None:
-    value = os.environ.get("DGP_SNR_DATA")
-    path = Path(value) if value else REPO.parent / "shared" / "data" / "uci"
-    return path if (path / "MANIFEST.json").is_file() else None
-
-
-SHARED = _shared_dir()
-needs_shared = pytest.mark.skipif(
-    SHARED is None,
-    reason="shared UCI copies not found (set DGP_SNR_DATA to a directory with MANIFEST.json)",
-)
 
 
 def shared_table(name: str) -> np.ndarray:

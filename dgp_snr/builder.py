@@ -73,15 +73,47 @@ def _rbf(D_in: int, train_variance: bool) -> gpflow.kernels.SquaredExponential:
     return kernel
 
 
+MIXING_INITS = ("reference", "pca")
+
+
+def _right_singular_vectors(X: np.ndarray) -> np.ndarray:
+    """Vh [D, D] of the thin SVD X = U S Vh (rows: right singular vectors, largest first),
+    zero-padded to D rows when N < D."""
+    D = X.shape[1]
+    Vh = np.linalg.svd(X, full_matrices=False)[2]
+    return np.concatenate([Vh, np.zeros((D - Vh.shape[0], D))], 0)
+
+
 def pca_mixing(X: np.ndarray, num_latent_gps: int) -> np.ndarray:
     """[D, k] mixing matrix whose first min(k, D) columns are the top right singular vectors of
-    X; the rest are zero."""
+    X (Vh[:k].T, the PCA directions PAPER.md describes); the rest are zero."""
     D = X.shape[1]
-    Vh = np.linalg.svd(X, full_matrices=False)[2]  # rows: right singular vectors
     W = np.zeros((D, num_latent_gps))
-    n = min(num_latent_gps, Vh.shape[0])
-    W[:, :n] = Vh[:n].T
+    n = min(num_latent_gps, D)
+    W[:, :n] = _right_singular_vectors(X)[:n].T
     return W
+
+
+def reference_mixing(X: np.ndarray, num_latent_gps: int) -> np.ndarray:
+    """[D, k] mixing matrix as the paper's runs initialised it: the first min(k, D) columns of
+    Vh itself (Vh[:, :k], the transpose of the PCA directions); the rest are zero."""
+    D = X.shape[1]
+    W = np.zeros((D, num_latent_gps))
+    n = min(num_latent_gps, D)
+    W[:, :n] = _right_singular_vectors(X)[:, :n]
+    return W
+
+
+def mixing_matrix(
+    X: np.ndarray, num_latent_gps: int, mixing_init: str = "reference"
+) -> np.ndarray:
+    """The initial [D, k] mixing matrix of a hidden "G<k>" layer: "reference" (the paper's runs,
+    the default) or "pca" (the paper's text)."""
+    if mixing_init == "reference":
+        return reference_mixing(X, num_latent_gps)
+    if mixing_init == "pca":
+        return pca_mixing(X, num_latent_gps)
+    raise ValueError(f"unknown mixing_init {mixing_init!r}; known: {', '.join(MIXING_INITS)}")
 
 
 def build_model(
@@ -98,15 +130,19 @@ def build_model(
     beta: float = 0.5,
     estimator: Optional[str] = None,
     seed: int = 0,
+    mixing_init: str = "reference",
 ) -> DeepGP:
     """The initialised DeepGP for a configuration string, on data X [N, D], Y [N, 1].
 
     `estimator`, when given, is checked against the structure (DReG needs the latent layer
-    first; STL and DReG need importance weights, so not the VI mode).
+    first; STL and DReG need importance weights, so not the VI mode). `mixing_init` chooses the
+    hidden layers' initial mixing matrix (see `mixing_matrix`).
     """
     specs = parse_configuration(configuration)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
+    if mixing_init not in MIXING_INITS:
+        raise ValueError(f"unknown mixing_init {mixing_init!r}; known: {', '.join(MIXING_INITS)}")
     if qz_mode not in QZ_MODES:
         raise ValueError(f"unknown qz_mode {qz_mode!r}; known: {', '.join(QZ_MODES)}")
     if estimator is not None:
@@ -149,7 +185,7 @@ def build_model(
                 _padded_inducing(Z_x, D_in, rng),
                 num_latent_gps=spec.width,
                 mean_function=mean_function,
-                mixing=pca_mixing(X, spec.width),
+                mixing=mixing_matrix(X, spec.width, mixing_init),
                 q_sqrt_scale=1e-5,
             )
             if fix_linear:

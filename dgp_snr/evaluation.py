@@ -31,7 +31,7 @@ import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
-from dgp_snr.layers import GPLayer, LatentVariableLayer
+from dgp_snr.layers import GPLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import (
     CHECKPOINT_DIR,
@@ -173,10 +173,7 @@ class Evaluator:
         self.model = model
         self.max_elements = int(max_elements)
         self.row_cost = row_cost(model)
-        self.widths = [
-            layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
-            for layer in model.layers[:-1]
-        ]
+        self.widths = [layer.noise_width for layer in model.layers[:-1]]
         self._joint = any(
             isinstance(layer, GPLayer) and layer.full_cov for layer in model.layers[:-1]
         )

@@ -99,6 +99,11 @@ class LatentVariableLayer(gpflow.base.Module):
         self.latent_dim = encoder.latent_dim
         self.fix_q = fix_q
 
+    @property
+    def noise_width(self) -> int:
+        """Standard normals per sample: one per latent dimension."""
+        return self.latent_dim
+
     @check_shapes(
         "H: [B, K, D_in]",
         "XY: [B, D_xy]",
@@ -134,8 +139,9 @@ class GPLayer(gpflow.base.Module):
 
     `num_latent_gps` = k GPs share one kernel and Z. Without `mixing` the layer has k outputs;
     with `mixing` W [D_out, k] the outputs are f = W g + mean_function(h) (the paper's "G<k>"
-    layer), sampled from their marginals as the reference does. `full_cov=True` (single output,
-    no mixing) samples the K samples of each point jointly.
+    layer). A sample draws each latent g from its marginal at every input and then mixes, as the
+    reference's runs did, so the D_out outputs are correlated (covariance W diag(v_g) Wᵀ).
+    `full_cov=True` (single output, no mixing) samples the K samples of each point jointly.
     """
 
     def __init__(
@@ -174,6 +180,12 @@ class GPLayer(gpflow.base.Module):
     def num_outputs(self) -> int:
         return self.num_latent_gps if self.mixing is None else int(self.mixing.shape[0])
 
+    @property
+    def noise_width(self) -> int:
+        """Standard normals per sample that `sample` needs: k for a mixed layer (the latent GPs
+        are drawn, then mixed), else the number of outputs."""
+        return self.num_latent_gps if self.mixing is not None else self.num_outputs
+
     def prior_kl(self) -> tf.Tensor:
         """Σ_k KL[q(v_k) || N(0, I)] of the whitened inducing outputs."""
         return gpflow.kullback_leiblers.gauss_kl(self.q_mu, self.q_sqrt)
@@ -191,9 +203,16 @@ class GPLayer(gpflow.base.Module):
         out_shape = tf.concat([shape[:-1], [self.num_outputs]], 0)
         return tf.reshape(mean, out_shape), tf.reshape(var, out_shape)
 
-    @check_shapes("H: [B, K, D_in]", "eps: [B, K, D_out]", "return: [B, K, D_out]")
+    @check_shapes("H: [B, K, D_in]", "eps: [B, K, W]", "return: [B, K, D_out]")
     def sample(self, H: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
-        """One sample of f(H) [B, K, D_out] for standard-normal noise eps."""
+        """One sample of f(H) [B, K, D_out] for standard-normal noise eps [B, K, noise_width]."""
+        if self.mixing is not None:
+            shape = tf.shape(H)
+            H_flat = tf.reshape(H, [-1, shape[-1]])
+            g_mean, g_var = whitened_marginals(self.kernel, self.Z, H_flat, self.q_mu, self.q_sqrt)
+            g = g_mean + tf.sqrt(g_var) * tf.reshape(eps, [-1, self.num_latent_gps])  # [BK, k]
+            f = tf.linalg.matmul(g, self.mixing, transpose_b=True) + self.mean_function(H_flat)
+            return tf.reshape(f, tf.concat([shape[:-1], [self.num_outputs]], 0))
         if self.full_cov:
             mean, cov = whitened_cov_over_samples(self.kernel, self.Z, H, self.q_mu, self.q_sqrt)
             K = tf.shape(H)[1]

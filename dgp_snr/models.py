@@ -95,15 +95,12 @@ class DeepGP(gpflow.base.Module):
     def draw_noise(
         self, num_points: int, num_samples: int, rng: Optional[tf.random.Generator] = None
     ) -> List[Optional[tf.Tensor]]:
-        """Standard-normal noise for every layer: [B, K, d] or [B, K, D_out]; None for the last."""
+        """Standard-normal noise [B, K, layer.noise_width] for every layer; None for the last."""
         rng = self.rng if rng is None else rng
         dtype = gpflow.config.default_float()
         noise: List[Optional[tf.Tensor]] = []
         for layer in self.layers[:-1]:
-            width = (
-                layer.latent_dim if isinstance(layer, LatentVariableLayer) else layer.num_outputs
-            )
-            noise.append(rng.normal([num_points, num_samples, width], dtype=dtype))
+            noise.append(rng.normal([num_points, num_samples, layer.noise_width], dtype=dtype))
         return noise + [None]
 
     @check_shapes("X: [B, D]", "Y: [B, 1]")

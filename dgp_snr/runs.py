@@ -47,6 +47,7 @@ class RunConfig:
     lr_decay: float = 0.98
     encoder_lr_decay: float = 0.98
     fix_linear: bool = True
+    mixing_init: str = "reference"  # hidden layers' mixing: the runs' Vh[:, :k], or "pca"
     num_predict_samples: int = 2000
     estimator: str = "reg"
     optimizer: str = "adam"
@@ -61,6 +62,8 @@ class RunConfig:
     log_snr_freq: int = 0
     log_main_freq: int = 100
     log_test_freq: int = 1000
+    name_suffix: str = ""  # appended to the run name as _<suffix> (the reference's --name_suffix)
+    override_name: str = ""  # the run's folder name instead of the generated one
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "RunConfig":
@@ -77,7 +80,12 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        """The paper's run name, e.g. winered_L1_G5_IWAE_SF0_K50_BS64_dreg."""
+        """The paper's run name, e.g. winered_L1_G5_IWAE_SF0_K50_BS64_dreg; `override_name`
+        replaces it, `name_suffix` is appended to it (as the reference's options do)."""
+        if self.override_name:
+            if self.name_suffix:
+                raise ValueError("set override_name or name_suffix, not both")
+            return self.override_name
         bs = "full" if self.minibatch_size is None else self.minibatch_size
         name = (
             f"{self.dataset}_{self.configuration}_{self.mode}_SF{self.split}"
@@ -87,6 +95,8 @@ class RunConfig:
             name += "_fixq"
         if self.mode == "CIWAE":
             name += f"_beta{self.beta}"
+        if self.name_suffix:
+            name += f"_{self.name_suffix}"
         return name
 
     def run_dir(self) -> Path:
@@ -129,6 +139,7 @@ def build_run(config: RunConfig) -> Tuple[DeepGP, Trainer, RegressionData]:
         likelihood_variance=config.likelihood_variance,
         encoder_dims=encoder_dims,
         fix_linear=config.fix_linear,
+        mixing_init=config.mixing_init,
         qz_mode=config.qz_mode,
         beta=config.beta,
         estimator=config.estimator,
@@ -148,7 +159,10 @@ def load_config(run_dir: os.PathLike) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
-    return RunConfig.from_dict(json.loads(path.read_text()))
+    values = json.loads(path.read_text())
+    # Folders written before mixing_init existed were initialised with the PCA directions.
+    values.setdefault("mixing_init", "pca")
+    return RunConfig.from_dict(values)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

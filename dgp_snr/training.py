@@ -60,7 +60,8 @@ def _make_optimizer(name: str, lr: float, decay: float, decay_steps: int):
         lr, decay_steps=decay_steps, decay_rate=decay, staircase=True
     )
     if name == "adam":
-        return tf_keras.optimizers.Adam(learning_rate=schedule)
+        # epsilon 1e-8: TF1's AdamOptimizer default, which the paper's runs used (Keras: 1e-7)
+        return tf_keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
     return tf_keras.optimizers.SGD(learning_rate=schedule)
 
 

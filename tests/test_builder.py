@@ -4,9 +4,15 @@ lengthscales, variances, q(u), PCA mixing, k-means inducing inputs, the encoder)
 import gpflow
 import numpy as np
 import pytest
-from helpers import toy_data
+from helpers import needs_shared, toy_data
 
-from dgp_snr.builder import LayerSpec, build_model, parse_configuration, pca_mixing
+from dgp_snr.builder import (
+    LayerSpec,
+    build_model,
+    parse_configuration,
+    pca_mixing,
+    reference_mixing,
+)
 from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
 
 N, D, M = 60, 3, 12
@@ -183,18 +189,57 @@ def test_fix_linear_false_trains_mixing_and_linear_map_but_not_bias(data):
     assert not hidden.kernel.variance.trainable
 
 
-def test_mixing_is_the_top_right_singular_vectors_of_x(l1_g5, data):
-    """Compared with the eigenvectors of X^T X (largest eigenvalue first), up to sign; a hidden
-    layer with k > D latent GPs has zero columns after the first D."""
-    X, _ = data
-    eigenvalues, eigenvectors = np.linalg.eigh(X.T @ X)
-    top = eigenvectors[:, ::-1]  # [D, D], columns by decreasing eigenvalue
-    mixing = l1_g5.layers[1].mixing.numpy()
-    _same_up_to_sign(mixing[:, :D], top)
-    np.testing.assert_array_equal(mixing[:, D:], 0.0)
-    _same_up_to_sign(pca_mixing(X, 2), top[:, :2])
-    # orthonormal columns
-    np.testing.assert_allclose(mixing[:, :D].T @ mixing[:, :D], np.eye(D), atol=1e-12)
+def _top_singular_vectors(X):
+    """Right singular vectors of X as columns, largest first, from the eigenvectors of XᵀX."""
+    _, eigenvectors = np.linalg.eigh(X.T @ X)
+    return eigenvectors[:, ::-1]
+
+
+@pytest.fixture(scope="module")
+def winered():
+    from dgp_snr.data import get_regression_data
+
+    return get_regression_data("winered", split=0)
+
+
+@needs_shared
+@pytest.mark.parametrize("k", [5, 11, 15])  # k < D, k = D, k > D (winered: D = 11)
+def test_default_mixing_is_the_reference_recipe_on_winered(winered, k):
+    """The paper's runs: P = svd(X)[2] (Vh, rows are singular vectors), W[:, :k] = P[:, :k]."""
+    X, Y = winered.X_train, winered.Y_train
+    D = X.shape[1]
+    P = np.linalg.svd(X, full_matrices=False)[2]
+    expected = np.zeros((D, k))
+    expected[:, : min(k, D)] = P[:, : min(k, D)]
+    model = build_model(f"L1_G{k}", X, Y, M=8, seed=0)
+    np.testing.assert_array_equal(model.layers[1].mixing.numpy(), expected)
+    # Vh[:, :k] holds the singular vectors as rows: the transpose of the PCA directions
+    top = _top_singular_vectors(X)
+    n = min(k, D)
+    _same_up_to_sign(model.layers[1].mixing.numpy()[:, :n].T, top[:n, :])
+
+
+@needs_shared
+@pytest.mark.parametrize("k", [5, 15])
+def test_pca_mixing_option_is_the_top_right_singular_vectors(winered, k):
+    """mixing_init="pca": W[:, :k] = Vh[:k].T (the paper's text), zero columns after D."""
+    X, Y = winered.X_train, winered.Y_train
+    D = X.shape[1]
+    mixing = build_model(f"L1_G{k}", X, Y, M=8, seed=0, mixing_init="pca").layers[1].mixing
+    mixing = mixing.numpy()
+    n = min(k, D)
+    _same_up_to_sign(mixing[:, :n], _top_singular_vectors(X)[:, :n])
+    np.testing.assert_array_equal(mixing[:, n:], 0.0)
+    np.testing.assert_allclose(mixing[:, :n].T @ mixing[:, :n], np.eye(n), atol=1e-12)
+    np.testing.assert_array_equal(mixing, pca_mixing(X, k))
+    # on real data the two initialisations differ
+    assert np.max(np.abs(mixing - reference_mixing(X, k))) > 0.1
+
+
+def test_unknown_mixing_init_is_refused(data):
+    X, Y = data
+    with pytest.raises(ValueError, match=r"unknown mixing_init 'svd'.*reference, pca"):
+        build_model("L1_G5", X, Y, M=M, mixing_init="svd")
 
 
 def test_inducing_inputs_are_k_means_centres_of_x():

@@ -221,8 +221,9 @@ def test_draw_noise_shapes_for_hidden_layers():
     X, Y = toy_data(num_data=30, input_dim=3, seed=2)
     model = latent_model("L2_G4_G5", X, Y, M=8, randomise=False)
     shapes = [None if n is None else tuple(n.shape) for n in model.draw_noise(6, 4)]
-    # latent: d = 2; hidden layers mix their GPs into D = 3 outputs; nothing for the last
-    assert shapes == [(6, 4, 2), (6, 4, 3), (6, 4, 3), None]
+    # latent: d = 2; hidden layers draw their k = 4 and 5 latent GPs (then mix them into D = 3
+    # outputs); nothing for the last
+    assert shapes == [(6, 4, 2), (6, 4, 4), (6, 4, 5), None]
     prop = model.propagate(X[:6], Y[:6], 4)
     assert prop.f_mean.shape == (6, 4, 1) and prop.f_var.shape == (6, 4, 1)
     assert np.all(prop.f_var.numpy() > 0)

@@ -172,6 +172,14 @@ def test_sgd_steps_move_parameters_by_the_learning_rate_times_the_gradient():
     assert trainer.trace_count == 1
 
 
+def test_adam_uses_the_epsilon_of_the_papers_runs():
+    """TF1's AdamOptimizer (the paper's runs) has epsilon 1e-8; Keras defaults to 1e-7."""
+    X, Y = toy_data(num_data=20, input_dim=1, seed=2)
+    trainer = Trainer(_small_latent_model(X, Y), X, Y, TrainingConfig(estimator="reg"))
+    assert trainer.optimizer.epsilon == 1e-8
+    assert trainer.encoder_optimizer.epsilon == 1e-8
+
+
 # ----------------------------------------------------------------------------- options
 
 

@@ -1,7 +1,8 @@
 """Evaluating trained runs: the Monte Carlo test log-likelihood (with the predictive mean from
 the same samples), the full-data train ELBO (and the bound per data point on any set) and
 predictive samples, all compiled and chunked so that memory stays bounded, plus the paper's run
-sets (Table 1, Figure 4) and the plain-text figure data files. train_run's final results and
+sets' evaluation (Table 1, Figure 4; which runs enter is dgp_snr.protocol's rule) and the
+plain-text figure data files. train_run's final results and
 in-training test logs use the same Evaluator.
 
 Memory. One compiled call pushes B points x S samples ("rows") through the layers; a GP layer
@@ -21,7 +22,6 @@ to the prior; Table 1: T = DReG) and the R repeated estimates, as the reference 
 import json
 import math
 import os
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -33,9 +33,18 @@ from tqdm.auto import tqdm
 
 from dgp_snr.layers import GPLayer
 from dgp_snr.models import DeepGP
+from dgp_snr.protocol import (
+    ELBO_REPEATS,
+    PAPER_ITERATIONS,
+    TEST_REPEATS,
+    TEST_SAMPLES,
+    SplitSelection,
+    missing_runs,
+    select_splits,
+    train_command,
+)
 from dgp_snr.runs import (
     CHECKPOINT_DIR,
-    RunConfig,
     atomic_write_text,
     latest_checkpoint_step,
     load_config,
@@ -49,81 +58,6 @@ FIGURE_DATA_DIR = "figure_data"
 
 # Purposes of random streams (part of every stateless seed).
 _TEST_LL, _ELBO, _PREDICT = 1, 2, 3
-
-# ------------------------------------------------------------------------------ the paper's runs
-#: Datasets of Table 1 and Figure 4 (depth 2, K = 50, minibatch 64).
-TABLE_1_DATASETS = (
-    "wilson_forest",
-    "wilson_solar",
-    "wilson_pol",
-    "power",
-    "winewhite",
-    "winered",
-)
-FIGURE_4_DATASETS = TABLE_1_DATASETS
-TABLE_1_SPLITS = 20
-FIGURE_4_SPLITS = 10
-PAPER_ITERATIONS = 300_000
-PAPER_K = 50
-PAPER_MINIBATCH = 64
-#: Defaults of the evaluation protocol: 10,000 samples, repeated 10 times.
-TEST_SAMPLES = 10_000
-TEST_REPEATS = 10
-ELBO_REPEATS = 10
-
-
-def configuration_for_depth(depth: int) -> str:
-    """'L1' for depth 1, 'L1_G5' for depth 2, ... (one '_G5' per extra layer)."""
-    if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
-    return "L1" + "_G5" * (depth - 1)
-
-
-def paper_config(
-    dataset: str,
-    split: int = 0,
-    depth: int = 2,
-    K: int = PAPER_K,
-    estimator: str = "reg",
-    fixq: bool = False,
-    results_path: os.PathLike = "results",
-    minibatch_size: int = PAPER_MINIBATCH,
-    iterations: int = PAPER_ITERATIONS,
-) -> RunConfig:
-    """The RunConfig of one of the paper's IWVI runs (its run_name locates it on disk)."""
-    return RunConfig(
-        dataset=dataset,
-        split=split,
-        configuration=configuration_for_depth(depth),
-        mode="IWAE",
-        num_IW_samples=K,
-        minibatch_size=minibatch_size,
-        estimator=estimator,
-        qz_mode="fix_mu_sigma" if fixq else "encoder",
-        iterations=iterations,
-        results_path=str(results_path),
-    )
-
-
-def train_command(config: RunConfig) -> str:
-    """The exact experiments/train.py command line that trains `config`'s run."""
-    args = [
-        f"dataset={config.dataset}",
-        f"split={config.split}",
-        f"configuration={config.configuration}",
-        f"mode={config.mode}",
-        f"num_IW_samples={config.num_IW_samples}",
-        f"minibatch_size={config.minibatch_size}",
-        f"estimator={config.estimator}",
-    ]
-    if config.qz_mode != "encoder":
-        args.append(f"qz_mode={config.qz_mode}")
-    args += [f"iterations={config.iterations}", f"results_path={config.results_path}"]
-    return "python experiments/train.py with " + " ".join(_quote(a) for a in args)
-
-
-def _quote(arg: str) -> str:
-    return shlex.quote(arg)
 
 
 # ------------------------------------------------------------------------------ the evaluator
@@ -553,11 +487,17 @@ def figure_data_path(results_path: os.PathLike, name: str) -> Path:
     return Path(results_path) / FIGURE_DATA_DIR / f"{name}.txt"
 
 
-def write_figure_data(path: os.PathLike, rows: Iterable[FigureDataRow]) -> Path:
-    """Writes rows (tab-separated: dataset, T/F, split, values) atomically."""
+PREVIEW_MARKER = "PREVIEW: unfinished runs"
+
+
+def write_figure_data(
+    path: os.PathLike, rows: Iterable[FigureDataRow], preview: bool = False
+) -> Path:
+    """Writes rows (tab-separated: dataset, T/F, split, values) atomically; `preview` marks the
+    file (a comment line) as holding runs that had not reached the protocol's iterations."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
+    lines = [f"# {PREVIEW_MARKER}\n"] if preview else []
     for row in rows:
         values = "\t".join(repr(float(v)) for v in np.atleast_1d(row.values))
         lines.append(f"{row.dataset}\t{'T' if row.flag else 'F'}\t{row.split}\t{values}\n")
@@ -588,47 +528,15 @@ def read_figure_data(path: os.PathLike) -> List[FigureDataRow]:
     return rows
 
 
+def figure_data_is_preview(path: os.PathLike) -> bool:
+    """Whether a figure data file was written from unfinished runs (evaluate.py --preview)."""
+    path = Path(path)
+    return path.is_file() and any(
+        line.strip() == f"# {PREVIEW_MARKER}" for line in path.read_text().splitlines()
+    )
+
+
 # ------------------------------------------------------------------------------ targets
-@dataclass
-class TargetRun:
-    """One run a target needs: where it goes in the data file and its configuration."""
-
-    dataset: str
-    flag: bool
-    split: int
-    config: RunConfig
-
-
-def target_runs(
-    target: str,
-    results_path: os.PathLike = "results",
-    datasets: Optional[Sequence[str]] = None,
-    splits: Optional[int] = None,
-    iterations: int = PAPER_ITERATIONS,
-) -> List[TargetRun]:
-    """The runs of evaluate's targets: 'figure_4' (learned q(w) vs fixq, REG-trained) and
-    'table_1' (REG vs DReG); depth 2, K = 50, minibatch 64, splits 0..splits-1."""
-    if target == "figure_4":
-        datasets = FIGURE_4_DATASETS if datasets is None else datasets
-        splits = FIGURE_4_SPLITS if splits is None else splits
-        flags = [(False, dict(fixq=False)), (True, dict(fixq=True))]
-    elif target == "table_1":
-        datasets = TABLE_1_DATASETS if datasets is None else datasets
-        splits = TABLE_1_SPLITS if splits is None else splits
-        flags = [(False, dict(estimator="reg")), (True, dict(estimator="dreg"))]
-    else:
-        raise ValueError(f"unknown evaluation target {target!r}; known: figure_4, table_1")
-    runs = []
-    for dataset in datasets:
-        for flag, kwargs in flags:
-            for split in range(splits):
-                config = paper_config(
-                    dataset, split, 2, results_path=results_path, iterations=iterations, **kwargs
-                )
-                runs.append(TargetRun(dataset, flag, split, config))
-    return runs
-
-
 def target_files(target: str, results_path: os.PathLike = "results") -> Dict[str, Path]:
     """The data files a target writes: metric -> path."""
     if target == "figure_4":
@@ -641,28 +549,15 @@ def target_files(target: str, results_path: os.PathLike = "results") -> Dict[str
     raise ValueError(f"unknown evaluation target {target!r}; known: figure_4, table_1")
 
 
-def evaluate_command(
-    target: str,
-    results_path: os.PathLike = "results",
-    num_samples: int = TEST_SAMPLES,
-    repeats: int = TEST_REPEATS,
-) -> str:
-    """The exact experiments/evaluate.py command line that writes `target`'s data files."""
-    cmd = f"python experiments/evaluate.py {target} --results_path {_quote(str(results_path))}"
-    if num_samples != TEST_SAMPLES:
-        cmd += f" --num_samples {num_samples}"
-    if repeats != TEST_REPEATS:
-        cmd += f" --repeats {repeats}"
-    return cmd
-
-
 @dataclass
 class TargetReport:
-    """What evaluate_target did: the files written, the runs evaluated and those missing."""
+    """What evaluate_target did: the files written, the runs evaluated, the split selection and
+    the runs still to train (or finish) for the wanted number of splits."""
 
     written: Dict[str, Path]
     evaluated: List[RunEvaluation]
-    missing: List[TargetRun]
+    selection: SplitSelection
+    missing: list
 
 
 def evaluate_target(
@@ -670,46 +565,45 @@ def evaluate_target(
     results_path: os.PathLike = "results",
     datasets: Optional[Sequence[str]] = None,
     splits: Optional[int] = None,
+    iterations: int = PAPER_ITERATIONS,
+    preview: bool = False,
     num_samples: int = TEST_SAMPLES,
     repeats: int = TEST_REPEATS,
     elbo_repeats: int = ELBO_REPEATS,
     seed: int = 0,
-    step: Optional[int] = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     recompute: bool = False,
     progress: bool = False,
     log=print,
 ) -> TargetReport:
-    """Evaluates every existing run of `target` (see target_runs) and writes its data files
-    (figure_4: test LL; table_1: test LL and train ELBO); runs without a checkpoint are listed
-    in the report (and logged), never silently skipped. Nothing is written when none exist."""
-    runs = target_runs(target, results_path, datasets, splits)
+    """Evaluates the runs that enter `target` (figure_4: test LL; table_1: test LL and train
+    ELBO) and writes its data files. Which runs enter is the reference's rule
+    (protocol.select_splits): per dataset the first `splits` splits whose runs all reached
+    `iterations`, each evaluated at that step; `preview` lets unfinished runs in at their latest
+    checkpoint and marks the files "PREVIEW: unfinished runs". The splits used and skipped, and
+    the runs still to train, are logged. Nothing is written when no split qualifies."""
+    selection = select_splits(target, results_path, datasets, splits, iterations, preview)
+    for line in selection.describe():
+        log(line)
     files = target_files(target, results_path)
     rows: Dict[str, List[FigureDataRow]] = {metric: [] for metric in files}
-    evaluated, missing = [], []
-    for i, run in enumerate(runs):
-        run_dir = run.config.run_dir()
-        if latest_checkpoint_step(run_dir) is None:
-            missing.append(run)
-            continue
-        log(f"[{i + 1}/{len(runs)}] {run.config.run_name}")
+    evaluated = []
+    for i, run in enumerate(selection.runs):
+        log(f"[{i + 1}/{len(selection.runs)}] {run.config.run_name} (step {run.step})")
         result = evaluate_run(
-            run_dir,
+            run.config.run_dir(),
             test_ll=True,
             elbo="train_elbo" in files,
             num_samples=num_samples,
             repeats=repeats,
             elbo_repeats=elbo_repeats,
             seed=seed,
-            step=step,
+            step=run.step,
             max_elements=max_elements,
             recompute=recompute,
             progress=progress,
         )
         evaluated.append(result)
-        trained_for = load_config(run_dir).iterations
-        if result.step < trained_for:
-            log(f"    note: checkpoint step {result.step} < iterations {trained_for} (unfinished)")
         for metric in files:
             values = getattr(result, metric)
             rows[metric].append(FigureDataRow(run.dataset, run.flag, run.split, values))
@@ -717,9 +611,10 @@ def evaluate_target(
     written = {}
     if evaluated:
         for metric, path in files.items():
-            written[metric] = write_figure_data(path, rows[metric])
+            written[metric] = write_figure_data(path, rows[metric], preview=preview)
+    missing = missing_runs(selection, results_path)
     if missing:
-        log(f"{len(missing)} of {len(runs)} runs have no checkpoint (not in the data files):")
+        log(f"{len(missing)} run(s) to train or finish for {selection.num_splits} splits each:")
         for run in missing:
             log(f"  {run.config.run_name}: {train_command(run.config)}")
-    return TargetReport(written, evaluated, missing)
+    return TargetReport(written, evaluated, selection, missing)

@@ -12,19 +12,23 @@ Inputs (K = 50 training, minibatch 64, IWAE, split 0 unless stated; "reg" = REG-
   figure_1  demo_normalized_L1_IWAE_SF0_K50_BS64_reg: dumps reg/dreg, batch 1, data points
             0-9, K in 1, 5, 10, ..., 100 (aggregates or raw)
   figure_2  demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg: raw dumps reg/dreg, batch 1, data
-            point 0, K = 1, 10, 100
+            point 0, K = 1, 10, 100 (drawn as the loss's gradient on [-20000, 20000])
   figure_3  <dataset>_L1[_G5 x (depth-1)]_IWAE_SF0_K50_BS64_reg for 7 datasets, depths 1-4:
             dumps reg/dreg, batch 1, data points 0-9, K = 1, 10, 100, 1000
   figure_4  <results>/figure_data/figure_4.txt (experiments/evaluate.py figure_4) from
-            <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_reg and ..._reg_fixq, splits 0-9
+            <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_reg and ..._reg_fixq: per dataset the first
+            10 splits (of 0-40) whose runs both finished
   figure_5  wilson_forest / winewhite _L1_G5_IWAE_SF2_K50_BS64_reg and ..._reg_fixq
             checkpoints (10,000 predictive samples at test points 2 and 0)
   table_1   <results>/figure_data/table_1_tll.txt and table_1_elbo.txt (evaluate.py table_1)
-            from <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_{reg,dreg}, splits 0-19
-  figure_8  <dataset>_L1_G5_IWAE_SF0_K50_BS64_reg of the Table 1 datasets: aggregate dumps
-            reg/dreg, batch 64 (training points 0-63), K = 50
-  figure_9  power_L1_G5_G5_IWAE_SF0_K30_BS64_reg: dumps reg, batch sizes 1 (data points 0-9),
+            from <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_{reg,dreg}: per dataset the first 20
+            splits (of 0-40) whose runs both finished
+  figure_8  <dataset>_L1_G5_IWAE_SF1_K50_BS64_reg of the 7 Figure 3 datasets: aggregate
+            dumps reg/dreg, batch 64 (training points 0-63), K = 50
+  figure_9  power_L1_G5_G5_IWAE_SF0_K30_BS64_reg: dumps reg, batch sizes 1 (data point 0),
             64, 128, 256, 512, K = 1-10, 15, 20, 30, 40, 50
+
+Definitions (runs, K grids, data points, bins) live in dgp_snr.protocol.
 
 "Mean SNR over encoder weights" averages |mean| / std over every entry of the encoder's weight
 matrices (W0, W1, ...; biases left out), an entry with zero mean and zero std counting as 0, as
@@ -49,53 +53,54 @@ import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
 
 from dgp_snr.evaluation import (  # noqa: E402
-    FIGURE_4_DATASETS,
-    PAPER_ITERATIONS,
-    TABLE_1_DATASETS,
-    TEST_SAMPLES,
+    PREVIEW_MARKER,
     Evaluator,
     FigureDataRow,
-    evaluate_command,
-    paper_config,
+    figure_data_is_preview,
     read_figure_data,
     target_files,
-    target_runs,
-    train_command,
 )
 from dgp_snr.gradient_dumps import GradientDump, dump_path, load_gradient_dump  # noqa: E402
 from dgp_snr.gradients import snr  # noqa: E402
+from dgp_snr.protocol import (  # noqa: E402
+    FIGURE_1_KS,
+    FIGURE_1_PARAMETERS,
+    FIGURE_2_BINS,
+    FIGURE_2_KS,
+    FIGURE_2_PARAMETER,
+    FIGURE_2_X_RANGE,
+    FIGURE_3_DATASETS,
+    FIGURE_3_DEPTHS,
+    FIGURE_3_KS,
+    FIGURE_4_DATASETS,
+    FIGURE_4_SPLITS,
+    FIGURE_5_BINS,
+    FIGURE_5_PANELS,
+    FIGURE_8_BATCH,
+    FIGURE_8_DATASETS,
+    FIGURE_8_K,
+    FIGURE_8_SPLIT,
+    FIGURE_9_BATCH_SIZES,
+    FIGURE_9_DATAPOINTS,
+    FIGURE_9_DATASET,
+    FIGURE_9_DEPTH,
+    FIGURE_9_KS,
+    FIGURE_9_TRAIN_K,
+    GRADIENT_SAMPLES,
+    NUM_DATAPOINTS,
+    PAPER_ITERATIONS,
+    TABLE_1_DATASETS,
+    TABLE_1_SPLITS,
+    TEST_SAMPLES,
+    evaluate_command,
+    missing_runs,
+    paper_config,
+    select_splits,
+    train_command,
+)
 from dgp_snr.runs import RunConfig, latest_checkpoint_step, load_run  # noqa: E402
 
 FIGURES_DIR = "figures"
-#: Gradient estimates per dump in the printed sampling commands (the reference's default).
-GRADIENT_SAMPLES = 1000
-NUM_DATAPOINTS = 10
-
-FIGURE_1_KS = (1,) + tuple(range(5, 101, 5))
-FIGURE_1_PARAMETERS = (0, 1, 2, 3)
-FIGURE_2_KS = (1, 10, 100)
-FIGURE_2_PARAMETER = 4
-FIGURE_3_DATASETS = (
-    "winered",
-    "wilson_solar",
-    "demo_normalized",
-    "wilson_forest",
-    "power",
-    "wilson_pol",
-    "winewhite",
-)
-FIGURE_3_DEPTHS = (1, 2, 3, 4)
-FIGURE_3_KS = (1, 10, 100, 1000)
-#: (dataset, split, test point) of Figure 5's panels (the reference's choice).
-FIGURE_5_PANELS = (("wilson_forest", 2, 2), ("winewhite", 2, 0))
-FIGURE_8_DATASETS = TABLE_1_DATASETS
-FIGURE_8_K = 50
-FIGURE_8_BATCH = 64
-FIGURE_9_DATASET = "power"
-FIGURE_9_DEPTH = 3
-FIGURE_9_TRAIN_K = 30
-FIGURE_9_BATCH_SIZES = (1, 64, 128, 256, 512)
-FIGURE_9_KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 30, 40, 50)
 
 ESTIMATORS = ("reg", "dreg")
 LABELS = {"reg": "REG", "dreg": "DReG"}
@@ -208,6 +213,12 @@ class _Needs:
             self.train[config.run_name] = train_command(config)
             self.missing.append(f"run {config.run_name} (no checkpoint)")
         return False
+
+    def unfinished(self, config: RunConfig, why: str) -> None:
+        """Records the command that trains (or resumes) a run a data file still lacks."""
+        if config.run_name not in self.train:
+            self.train[config.run_name] = train_command(config)
+            self.missing.append(f"run {config.run_name} ({why})")
 
     def dump(
         self,
@@ -452,10 +463,19 @@ def figure_2(
     parameter: int = FIGURE_2_PARAMETER,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    loss: bool = True,
+    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
+    bins: Optional[int] = FIGURE_2_BINS,
 ) -> FigureReport:
     """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
     (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
-    depth 2, batch size 1 (training point 0)."""
+    depth 2, batch size 1 (training point 0).
+
+    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
+    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
+    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
+    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
+    shown."""
     config = paper_config(
         "demo_normalized", 0, 2, results_path=results_path, iterations=iterations
     )
@@ -474,13 +494,15 @@ def figure_2(
             flat = weight_samples(dump, path)
             if parameter >= flat.shape[1]:
                 raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
-            samples[key] = flat[:, parameter]
+            samples[key] = -flat[:, parameter] if loss else flat[:, parameter]
             label = weight_entry_labels(dump)[parameter]
     _setup_style()
     fig, axes = plt.subplots(len(ks), 2, figsize=(8, 1.9 * len(ks) + 0.6), squeeze=False)
     for col, est in enumerate(ESTIMATORS):
         mine = [samples[(est, K)] for K in ks if (est, K) in samples]
-        if not mine:
+        if x_range is not None:
+            lo, hi = x_range
+        elif not mine:
             lo, hi = -1.0, 1.0
         else:  # one x range per estimator (column), as the paper shares it across K
             lo, hi = np.percentile(np.concatenate(mine), [0.5, 99.5])
@@ -502,17 +524,16 @@ def figure_2(
             g = samples[(est, K)]
             mean, std = float(np.mean(g)), float(np.std(g))
             shown = g[(g >= lo) & (g <= hi)]
-            bins = int(np.clip(len(shown) // 15, 20, 200))
-            ax.hist(shown, bins=bins, density=True, color=COLORS[est], alpha=0.8)
+            n_bins = bins if bins is not None else int(np.clip(len(shown) // 15, 20, 200))
+            ax.hist(shown, bins=n_bins, range=(lo, hi), density=True, color=COLORS[est])
             if std > 0:
                 ax.plot(x, scipy.stats.norm.pdf(x, mean, std), color=FIT_COLOR, lw=1.4)
             ax.axvline(mean, color="black", linestyle="-", lw=1.2)
             ax.axvline(0.0, color="0.3", linestyle="--", lw=1.0)
             ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {float(snr(g)):.3f}")
     for col, est in enumerate(ESTIMATORS):
-        axes[-1, col].set_xlabel(
-            f"{LABELS[est]} estimates of the gradient of encoder weight {label}"
-        )
+        what = "loss (negative bound)" if loss else "bound"
+        axes[-1, col].set_xlabel(f"{LABELS[est]} estimates of the {what}'s gradient in {label}")
     handles = [
         plt.Line2D([], [], color=FIT_COLOR, lw=1.4, label="fitted normal"),
         plt.Line2D([], [], color="black", lw=1.2, label="mean"),
@@ -603,26 +624,33 @@ def _data_rows(
     datasets: Sequence[str],
     splits: int,
     iterations: int,
-) -> Dict[Tuple[str, bool, int], FigureDataRow]:
-    """The rows of a target's data file keyed by (dataset, flag, split), restricted to the
-    expected runs; missing rows recorded (training for runs without a checkpoint, then
-    evaluate.py)."""
+) -> Tuple[Dict[Tuple[str, bool, int], FigureDataRow], bool]:
+    """The rows of a target's data file keyed by (dataset, flag, split), for `datasets` (the
+    file holds the splits evaluate.py selected), and whether the file is a PREVIEW. A dataset
+    with fewer than `splits` paired splits records what makes the rest: the runs to train or
+    finish (protocol.missing_runs), then evaluate.py."""
     path = target_files(target, results_path)[metric]
     rows: Dict[Tuple[str, bool, int], FigureDataRow] = {}
     if path.is_file():
         for row in read_figure_data(path):
-            rows[(row.dataset, row.flag, row.split)] = row
-    expected = target_runs(target, results_path, datasets, splits, iterations)
-    out = {}
-    command = evaluate_command(target, results_path)
-    for run in expected:
-        key = (run.dataset, run.flag, run.split)
-        if key in rows:
-            out[key] = rows[key]
-            continue
-        needs.run(run.config)
-        needs.data(command, f"{path.name}: no {metric} for {run.config.run_name}")
-    return out
+            if row.dataset in datasets:
+                rows[(row.dataset, row.flag, row.split)] = row
+    preview = figure_data_is_preview(path)
+    short = [
+        d
+        for d in datasets
+        if sum(1 for (d2, f, s) in rows if d2 == d and not f and (d, True, s) in rows) < splits
+    ]
+    if short:
+        selection = select_splits(target, results_path, short, splits, iterations)
+        for run in missing_runs(selection, results_path):
+            needs.unfinished(run.config, f"not at {iterations} iterations")
+        for dataset in short:
+            needs.data(
+                evaluate_command(target, results_path, iterations=iterations),
+                f"{path.name}: fewer than {splits} splits for {dataset}",
+            )
+    return rows, preview
 
 
 def _violin(ax, values: np.ndarray, x: float, color: str) -> None:
@@ -641,14 +669,17 @@ def figure_4(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = FIGURE_4_DATASETS,
-    splits: int = 10,
+    splits: int = FIGURE_4_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
 ) -> FigureReport:
     """Test log-likelihood over splits (violins; each split the mean of its repeats) with the
-    learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset."""
+    learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset (the splits that
+    evaluate.py selected)."""
     needs = _Needs("figure_4")
-    rows = _data_rows(needs, "figure_4", "test_ll", results_path, datasets, splits, iterations)
+    rows, preview = _data_rows(
+        needs, "figure_4", "test_ll", results_path, datasets, splits, iterations
+    )
     report = needs.report(out)
     if not rows:
         raise _nothing(report, results_path)
@@ -674,7 +705,8 @@ def figure_4(
         ax.set_xlim(-0.5, 0.5)
         ax.grid(True, axis="y")
     axes[0].set_ylabel("test log-likelihood")
-    fig.suptitle("learned $q(w)$ vs $q(w)$ fixed to the prior $p(w)$ (2 layers)", y=1.02)
+    title = "learned $q(w)$ vs $q(w)$ fixed to the prior $p(w)$ (2 layers)"
+    fig.suptitle(f"{PREVIEW_MARKER}: {title}" if preview else title, y=1.02)
     fig.tight_layout()
     report.outputs = _save(fig, "figure_4", figures_dir)
     return _finish(report, out)
@@ -689,9 +721,11 @@ def figure_5(
     depth: int = 2,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    bins: int = FIGURE_5_BINS,
 ) -> FigureReport:
-    """Histograms of predictive samples at one test point, learned q(w) (top) vs q(w) fixed to
-    the prior (bottom); one column per (dataset, split, test point) panel."""
+    """Histograms (`bins` bins, the reference's 200) of predictive samples at one test point,
+    learned q(w) (top) vs q(w) fixed to the prior (bottom); one column per (dataset, split,
+    test point) panel."""
     needs = _Needs("figure_5")
     configs = {}
     for dataset, split, point in panels:
@@ -731,7 +765,7 @@ def figure_5(
                 continue
             ys, y_true = samples[(dataset, fixq)]
             color = COLORS["fixq"] if fixq else COLORS["reg"]
-            ax.hist(ys, bins=100, density=True, color=color, alpha=0.85)
+            ax.hist(ys, bins=bins, density=True, color=color, alpha=0.85)
             ax.axvline(y_true, color="black", linestyle="--", lw=1.0)
             ax.grid(True)
             if row == 0:
@@ -783,18 +817,23 @@ def table_1(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = TABLE_1_DATASETS,
-    splits: int = 20,
+    splits: int = TABLE_1_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
 ) -> FigureReport:
     """Prints Table 1 (per dataset: test log-likelihood and train ELBO per training point, mean
     ± standard error over splits, REG vs DReG; each split the mean of its repeats) and the two
     Wilcoxon signed-rank tests over all paired (dataset, split) runs; also writes it to
-    <figures_dir>/table_1.txt."""
+    <figures_dir>/table_1.txt. Data written by `evaluate.py --preview` is marked PREVIEW."""
     out_stream = sys.stdout if out is None else out
     needs = _Needs("table_1")
-    tll = _data_rows(needs, "table_1", "test_ll", results_path, datasets, splits, iterations)
-    elbo = _data_rows(needs, "table_1", "train_elbo", results_path, datasets, splits, iterations)
+    tll, preview = _data_rows(
+        needs, "table_1", "test_ll", results_path, datasets, splits, iterations
+    )
+    elbo, elbo_preview = _data_rows(
+        needs, "table_1", "train_elbo", results_path, datasets, splits, iterations
+    )
+    preview = preview or elbo_preview
     report = needs.report(out)
     if not tll:
         raise _nothing(report, results_path)
@@ -804,7 +843,8 @@ def table_1(
         f"{'dataset':<15}{'pairs':>6}  {'REG test LL':>16}  {'DReG test LL':>16}  "
         f"{'REG ELBO/N':>16}  {'DReG ELBO/N':>16}"
     )
-    lines = [
+    lines = [f"{PREVIEW_MARKER} (not every run reached its iterations)"] if preview else []
+    lines += [
         "Table 1: depth 2, K = 50; mean ± standard error over splits (each split: the mean of "
         "its repeated estimates; train ELBO divided by the number of training points)",
         header,
@@ -834,7 +874,8 @@ def table_1(
     if reg_all:
         tests = wilcoxon_tests(reg_all, dreg_all)
         lines.append(
-            f"Wilcoxon signed-rank test over {tests.num_pairs} paired runs (REG vs DReG):"
+            ("PREVIEW: " if preview else "")
+            + f"Wilcoxon signed-rank test over {tests.num_pairs} paired runs (REG vs DReG):"
         )
         lines.append(
             f"  two-sided:                statistic = {tests.two_sided.statistic:.6g}, "
@@ -872,14 +913,15 @@ def figure_8(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = FIGURE_8_DATASETS,
-    split: int = 0,
+    split: int = FIGURE_8_SPLIT,
     K: int = FIGURE_8_K,
     batch_size: int = FIGURE_8_BATCH,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
 ) -> FigureReport:
     """Appendix: mean SNR over encoder weights at K = 50, batch size 64 (training points
-    0-63), REG vs DReG at the same REG-trained checkpoint, one panel per Table 1 dataset."""
+    0-63), REG vs DReG at the same REG-trained depth-2 checkpoint, one panel per dataset (the
+    reference's: the split-1 runs of the seven Figure 3 datasets)."""
     needs = _Needs("figure_8")
     found = {}
     for dataset in datasets:
@@ -918,12 +960,13 @@ def figure_9(
     figures_dir: os.PathLike = FIGURES_DIR,
     batch_sizes: Sequence[int] = FIGURE_9_BATCH_SIZES,
     ks: Sequence[int] = FIGURE_9_KS,
-    num_datapoints: int = NUM_DATAPOINTS,
+    num_datapoints: int = FIGURE_9_DATAPOINTS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
 ) -> FigureReport:
     """Appendix: REG's mean SNR over encoder weights vs K for several batch sizes, power,
-    depth 3, K = 30 training (batch size 1: averaged over the data points)."""
+    depth 3, K = 30 training. The batch-size-1 curve is data point 0's, as the reference draws
+    it; `num_datapoints` > 1 averages over the first data points instead."""
     config = paper_config(
         FIGURE_9_DATASET,
         0,

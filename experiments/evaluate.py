@@ -5,14 +5,17 @@ dgp_snr.evaluation).
     python experiments/evaluate.py figure_4 [--results_path results]
     python experiments/evaluate.py runs RUN_NAME [RUN_NAME ...] [--elbo]
 
-table_1: depth-2, K = 50 runs, REG and DReG, splits 0-19: the test log-likelihood (10,000
-samples, repeated 10 times) and the full-data train ELBO (10 repeats) of each run's latest
-checkpoint, written to <results_path>/figure_data/table_1_tll.txt and table_1_elbo.txt.
-figure_4: the REG-trained runs with learned and with fixed q(w), splits 0-9: the test
-log-likelihood, written to <results_path>/figure_data/figure_4.txt. Each line: dataset, flag
-(T: DReG / fixq), split, then the repeated values. Results are cached per run in
-<run>/evaluation.json. Runs without a checkpoint are listed with their train.py commands.
-Exit status: 0 when every run was evaluated, 3 when some were missing, 2 when none exist.
+table_1: depth-2, K = 50 runs, REG and DReG: the test log-likelihood (10,000 samples, repeated
+10 times) and the full-data train ELBO (10 repeats), written to
+<results_path>/figure_data/table_1_tll.txt and table_1_elbo.txt. figure_4: the REG-trained
+runs with learned and with fixed q(w): the test log-likelihood, written to
+<results_path>/figure_data/figure_4.txt. Each line: dataset, flag (T: DReG / fixq), split, then
+the repeated values. As in the reference, per dataset the first 20 (Table 1) or 10 (Figure 4)
+splits among 0..40 whose runs all reached --iterations (default 300000) enter, evaluated at
+that step; the splits used and skipped are printed. --preview lets unfinished runs in at their
+latest checkpoint and marks every output "PREVIEW: unfinished runs". Results are cached per run
+in <run>/evaluation.json. Runs still to train are listed with their train.py commands.
+Exit status: 0 when every dataset has its splits, 3 when some are short, 2 when none qualify.
 """
 
 import sys
@@ -29,6 +32,7 @@ from dgp_snr.evaluation import (  # noqa: E402
     evaluate_run,
     evaluate_target,
 )
+from dgp_snr.protocol import PAPER_ITERATIONS  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,12 +41,25 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="run names (target 'runs' only)")
     parser.add_argument("--results_path", default="results")
     parser.add_argument("--splits", type=int, default=None, help="default: 20 / 10")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=PAPER_ITERATIONS,
+        help="the iteration count a run must reach to enter (the paper's: 300000)",
+    )
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="let unfinished runs enter at their latest checkpoint (outputs marked PREVIEW)",
+    )
     parser.add_argument("--num_samples", type=int, default=TEST_SAMPLES)
     parser.add_argument("--repeats", type=int, default=TEST_REPEATS)
     parser.add_argument("--elbo_repeats", type=int, default=ELBO_REPEATS)
     parser.add_argument("--elbo", action="store_true", help="target 'runs': also the ELBO")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--step", type=int, default=None, help="default: latest checkpoint")
+    parser.add_argument(
+        "--step", type=int, default=None, help="target 'runs': the checkpoint (default: latest)"
+    )
     parser.add_argument(
         "--max_elements",
         type=int,
@@ -57,7 +74,6 @@ def main(argv=None) -> int:
         repeats=args.repeats,
         elbo_repeats=args.elbo_repeats,
         seed=args.seed,
-        step=args.step,
         max_elements=args.max_elements,
         recompute=args.recompute,
         progress=args.progress,
@@ -67,7 +83,9 @@ def main(argv=None) -> int:
             if not args.names:
                 parser.error("target 'runs' needs at least one run name")
             for name in args.names:
-                result = evaluate_run(Path(args.results_path) / name, elbo=args.elbo, **common)
+                result = evaluate_run(
+                    Path(args.results_path) / name, elbo=args.elbo, step=args.step, **common
+                )
                 print(f"{name} (step {result.step})")
                 for metric in ("test_ll", "train_elbo"):
                     values = getattr(result, metric)
@@ -79,7 +97,16 @@ def main(argv=None) -> int:
             return 0
         if args.names:
             parser.error(f"target {args.target!r} takes no run names")
-        report = evaluate_target(args.target, args.results_path, splits=args.splits, **common)
+        if args.step is not None:
+            parser.error("--step is for target 'runs'; targets use --iterations")
+        report = evaluate_target(
+            args.target,
+            args.results_path,
+            splits=args.splits,
+            iterations=args.iterations,
+            preview=args.preview,
+            **common,
+        )
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"evaluate.py: {err}", file=sys.stderr)
         return 1
@@ -87,8 +114,9 @@ def main(argv=None) -> int:
         print(f"wrote {path} ({len(report.evaluated)} runs)")
     if not report.evaluated:
         print(
-            f"evaluate.py: no run of {args.target} has a checkpoint under "
-            f"{args.results_path}; train them with the commands above",
+            f"evaluate.py: no split of {args.target} has all its runs at {args.iterations} "
+            f"iterations under {args.results_path}; train them with the commands above "
+            "(or pass --preview)",
             file=sys.stderr,
         )
         return 2

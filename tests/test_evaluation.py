@@ -16,11 +16,10 @@ from dgp_snr.evaluation import (
     evaluate_run,
     evaluate_target,
     figure_data_path,
-    paper_config,
     read_figure_data,
-    train_command,
     write_figure_data,
 )
+from dgp_snr.protocol import paper_config, train_command
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, load_run, save_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,32 +170,34 @@ def test_evaluate_run_errors(tmp_path, run_dir):
 
 
 def test_evaluate_target_writes_data_and_lists_missing_runs(run_dir):
+    """The fixture's run finished its 2 iterations; its fixq partner does not exist, so split 0
+    is skipped until that run exists, and the runs to train are listed with their commands."""
     results = run_dir.parent
+    fixq = paper_config("demo_normalized", 0, 2, fixq=True, results_path=results, iterations=2)
     log = []
-    report = evaluate_target(
-        "figure_4",
-        results,
-        datasets=["demo_normalized"],
-        splits=2,
-        num_samples=50,
-        repeats=2,
-        log=log.append,
-    )
-    path = figure_data_path(results, "figure_4")
-    assert report.written == {"test_ll": path}
-    rows = read_figure_data(path)
-    assert [(r.dataset, r.flag, r.split) for r in rows] == [("demo_normalized", False, 0)]
-    np.testing.assert_array_equal(rows[0].values, report.evaluated[0].test_ll)
-    missing = [r.config.run_name for r in report.missing]
-    assert missing == [
-        "demo_normalized_L1_G5_IWAE_SF1_K50_BS64_reg",
-        "demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg_fixq",
-        "demo_normalized_L1_G5_IWAE_SF1_K50_BS64_reg_fixq",
-    ]
+    kwargs = dict(datasets=["demo_normalized"], splits=1, iterations=2, num_samples=50)
+    report = evaluate_target("figure_4", results, repeats=2, log=log.append, **kwargs)
+    assert report.written == {} and report.evaluated == []
+    assert [r.config.run_name for r in report.missing] == [fixq.run_name]
     text = "\n".join(log)
-    assert "3 of 4 runs have no checkpoint" in text
-    for run in report.missing:
-        assert train_command(run.config) in text
+    assert "splits used (0 of 1): none" in text
+    assert f"split 0 skipped: not finished at 2 iterations: {fixq.run_name} has no" in text
+    assert train_command(fixq) in text
+
+    _, trainer, _ = build_run(fixq)
+    trainer.step.assign(2)
+    save_config(fixq, fixq.run_dir())
+    RunCheckpoints(trainer, fixq.run_dir()).save()
+    report = evaluate_target("figure_4", results, repeats=2, log=log.append, **kwargs)
+    path = figure_data_path(results, "figure_4")
+    assert report.written == {"test_ll": path} and report.missing == []
+    rows = read_figure_data(path)
+    assert [(r.dataset, r.flag, r.split) for r in rows] == [
+        ("demo_normalized", False, 0),
+        ("demo_normalized", True, 0),
+    ]
+    np.testing.assert_array_equal(rows[0].values, report.evaluated[0].test_ll)
+    assert "PREVIEW" not in path.read_text()
 
 
 def test_train_command_is_exact():
@@ -243,9 +244,9 @@ def test_evaluate_cli_lists_missing_runs(tmp_path, capsys):
     spec.loader.exec_module(cli)
     assert cli.main(["figure_4", "--results_path", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
-    assert "120 of 120 runs have no checkpoint" in out
+    assert "120 run(s) to train or finish for 10 splits each" in out
     assert "wilson_forest_L1_G5_IWAE_SF0_K50_BS64_reg_fixq" in out
-    assert "no run of figure_4 has a checkpoint" in err
+    assert "no split of figure_4 has all its runs at 300000 iterations" in err
     assert not (tmp_path / "figure_data").exists()
     assert cli.main(["runs", "--results_path", str(tmp_path), "nope"]) == 1
     assert "config.json is missing" in capsys.readouterr().err

@@ -11,10 +11,11 @@ import pytest
 import scipy.stats
 
 from dgp_snr import plotting
-from dgp_snr.evaluation import FigureDataRow, figure_data_path, paper_config, write_figure_data
+from dgp_snr.evaluation import FigureDataRow, figure_data_path, write_figure_data
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler
 from dgp_snr.plotting import MissingInputsError
+from dgp_snr.protocol import paper_config
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, save_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,7 @@ def test_snr_bar_and_line_figures_from_aggregates(tmp_path, name):
     elif name == "figure_8":
         kwargs = dict(datasets=("power", "winered"))
         for dataset in kwargs["datasets"]:
-            run_dir = paper_config(dataset, 0, 2, results_path=tmp_path).run_dir()
+            run_dir = paper_config(dataset, 1, 2, results_path=tmp_path).run_dir()  # split 1
             for est in ("reg", "dreg"):
                 path = dump_path(run_dir, est, 64, 50, None, True)
                 _synthetic_dump(path, est, 50, rng, batch_size=64, datapoint=-1)
@@ -204,7 +205,8 @@ def test_figure_4_from_its_data_file(tmp_path):
     assert report.missing == [] and _png_ok(tmp_path / "figs" / "figure_4.png")
     # One dataset of the paper's six has data: the others are listed, training then evaluate.
     report = plotting.figure_4(tmp_path, tmp_path / "figs", out=io.StringIO())
-    assert len(report.missing) == 2 * 4 * 10 * 2  # runs + data rows, 4 datasets x 2 x 10
+    # the 4 x 10 pairs of runs to train, then one evaluate.py entry per short dataset
+    assert len(report.missing) == 4 * 10 * 2 + 4
     assert (
         report.commands[-1] == f"python experiments/evaluate.py figure_4 --results_path {tmp_path}"
     )

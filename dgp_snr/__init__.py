@@ -2,12 +2,8 @@
 encoder-gradient estimators (Rudner, Key, Gal, Rainforth; ICML 2021), on GPflow 2.
 
 Everything works in float64, GPflow's default. The package root imports nothing heavy, so
-`dgp_snr.data` and its command line start quickly.
+`dgp_snr.data` and its command line start quickly; importing it changes no settings (the
+command-line scripts quieten TensorFlow's start-up logs themselves).
 """
-
-import os
-
-# Quieten TensorFlow's C++ start-up and grappler chatter unless the user asks for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

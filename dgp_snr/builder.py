@@ -3,13 +3,13 @@ reference initialisation of PAPER.md."""
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import gpflow
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from dgp_snr.estimators import ESTIMATORS
+from dgp_snr.estimators import check_compatible
 from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
 from dgp_snr.models import MODES, DeepGP
 
@@ -146,19 +146,13 @@ def build_model(
     if qz_mode not in QZ_MODES:
         raise ValueError(f"unknown qz_mode {qz_mode!r}; known: {', '.join(QZ_MODES)}")
     if estimator is not None:
-        if estimator not in ESTIMATORS:
-            raise ValueError(
-                f"unknown estimator {estimator!r}; known estimators: {', '.join(ESTIMATORS)}"
-            )
-        if estimator == "dreg":
-            for i, spec in enumerate(specs):
-                if spec.kind == "L" and i != 0:
-                    raise ValueError(
-                        f"DReG needs the latent layer first, but token "
-                        f"'{spec.kind}{spec.width}' in {configuration!r} is at position {i}"
-                    )
-        if mode == "VI" and estimator != "reg":
-            raise ValueError(f"estimator {estimator!r} is not defined for mode 'VI'; use 'reg'")
+        check_compatible(
+            estimator,
+            mode,
+            [i for i, spec in enumerate(specs) if spec.kind == "L"],
+            where=lambda i: f"token '{specs[i].kind}{specs[i].width}' (layer {i}) of "
+            f"{configuration!r}",
+        )
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     if X.ndim != 2 or Y.ndim != 2 or Y.shape[1] != 1 or X.shape[0] != Y.shape[0]:
@@ -196,14 +190,3 @@ def build_model(
     layers.append(GPLayer(_rbf(D_in, train_variance=True), _padded_inducing(Z_x, D_in, rng)))
     likelihood = gpflow.likelihoods.Gaussian(variance=likelihood_variance)
     return DeepGP(layers, likelihood, N, mode=mode, num_samples=num_samples, beta=beta, seed=seed)
-
-
-def layer_summary(model: DeepGP) -> List[Tuple[str, str]]:
-    """(kind, description) per layer, for logs and the README."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, LatentVariableLayer):
-            out.append(("latent", f"d={layer.latent_dim}, fix_q={layer.fix_q}"))
-        else:
-            out.append(("gp", f"k={layer.num_latent_gps}, outputs={layer.num_outputs}"))
-    return out

@@ -8,7 +8,8 @@ the encoder parameters phi is the estimator. Inputs [..., K]:
 They apply to any log-weight computation, not only the DGP's.
 """
 
-from typing import Callable, Dict
+import enum
+from typing import Callable, Dict, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -38,22 +39,84 @@ def dreg(log_p: tf.Tensor, log_q: tf.Tensor, log_q_stopped: tf.Tensor) -> tf.Ten
     return tf.reduce_sum(tf.square(normalised_weights) * log_v, -1)
 
 
-ESTIMATORS: Dict[str, Surrogate] = {"reg": reg, "stl": stl, "dreg": dreg}
+class Estimator(enum.Enum):
+    """An encoder-gradient estimator: its surrogate, its path weight and what it requires of the
+    model (in the style of TFP's `GradientEstimators`). `Estimator.parse("dreg")` from a name."""
+
+    REG = "reg"
+    STL = "stl"
+    DREG = "dreg"
+
+    @classmethod
+    def parse(cls, name: "str | Estimator") -> "Estimator":
+        """The estimator called `name`; raises ValueError naming the known ones."""
+        if isinstance(name, Estimator):
+            return name
+        try:
+            return cls(name)
+        except ValueError:
+            raise ValueError(
+                f"unknown estimator {name!r}; known estimators: {', '.join(ESTIMATORS)}"
+            ) from None
+
+    def surrogate(self, log_p: tf.Tensor, log_q: tf.Tensor, log_q_stopped: tf.Tensor) -> tf.Tensor:
+        """[...]: a per-point surrogate whose phi-gradient is this estimator (inputs [..., K])."""
+        return _SURROGATES[self](log_p, log_q, log_q_stopped)
+
+    def path_weights(self, log_v: tf.Tensor) -> tf.Tensor:
+        """Per-sample factor [..., K] on the IWVI bound's path gradient ∂bound/∂w_k that turns it
+        into this estimator's (STL: 1, DReG: wt_k; REG also keeps the direct terms of log q, so
+        the factor is unused for it); used by the single-backward-pass gradients."""
+        if self is Estimator.DREG:
+            return tf.nn.softmax(log_v, axis=-1)
+        return tf.ones_like(log_v)
+
+    @property
+    def needs_importance_weights(self) -> bool:
+        """STL and DReG are defined on the importance-weighted bound (not VI's closed-form KL)."""
+        return self is not Estimator.REG
+
+    @property
+    def needs_latent_first(self) -> bool:
+        """DReG is implemented (here as in the reference) with the latent layer first only."""
+        return self is Estimator.DREG
+
+
+_SURROGATES: Dict[Estimator, Surrogate] = {
+    Estimator.REG: reg,
+    Estimator.STL: stl,
+    Estimator.DREG: dreg,
+}
+#: The estimators' names.
+ESTIMATORS: Tuple[str, ...] = tuple(e.value for e in Estimator)
+
+
+def check_compatible(
+    estimator: "str | Estimator",
+    mode: str,
+    latent_positions: Sequence[int],
+    where: Callable[[int], str] = lambda i: f"layer {i}",
+) -> Estimator:
+    """The one check of where a model meets an estimator: STL and DReG need importance weights
+    (not mode VI); DReG needs every latent-variable layer first. `latent_positions` are the
+    latent layers' indices; `where(i)` names layer i in the message. Returns the Estimator."""
+    est = Estimator.parse(estimator)
+    if est.needs_importance_weights and mode == "VI":
+        raise ValueError(
+            f"estimator {est.value!r} needs importance weights; the VI mode uses the closed-form "
+            "KL for q(w) and supports only 'reg'"
+        )
+    if est.needs_latent_first:
+        late = [i for i in latent_positions if i != 0]
+        if late:
+            raise ValueError(
+                f"estimator {est.value!r} needs the latent-variable layer first (as the "
+                f"reference implements DReG), but {where(late[0])} is a latent-variable layer"
+            )
+    return est
 
 
 def get_estimator(name: str) -> Surrogate:
-    """The surrogate for `name` (reg, stl or dreg); raises ValueError naming the known ones."""
-    try:
-        return ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown estimator {name!r}; known estimators: {', '.join(ESTIMATORS)}"
-        ) from None
-
-
-def path_weights(name: str, log_v: tf.Tensor) -> tf.Tensor:
-    """Per-sample factor [..., K] on the IWVI bound's path gradient ∂bound/∂w_k that turns it
-    into the estimator's (STL: 1, DReG: wt_k); used by the single-backward-pass gradients."""
-    if name == "dreg":
-        return tf.nn.softmax(log_v, axis=-1)
-    return tf.ones_like(log_v)
+    """The surrogate function for `name` (reg, stl or dreg); raises ValueError naming the known
+    ones."""
+    return _SURROGATES[Estimator.parse(name)]

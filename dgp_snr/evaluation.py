@@ -31,7 +31,6 @@ import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
-from dgp_snr.layers import GPLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.protocol import (
     ELBO_REPEATS,
@@ -108,9 +107,7 @@ class Evaluator:
         self.max_elements = int(max_elements)
         self.row_cost = row_cost(model)
         self.widths = [layer.noise_width for layer in model.layers[:-1]]
-        self._joint = any(
-            isinstance(layer, GPLayer) and layer.full_cov for layer in model.layers[:-1]
-        )
+        self._joint = any(layer.samples_jointly for layer in model.layers[:-1])
         self._noise = tf.function(self._noise_impl, reduce_retracing=True)
         self._normal_per_point = tf.function(_normal_per_point, reduce_retracing=True)
         self._log_sum_density = tf.function(self._log_sum_density_impl, reduce_retracing=True)

@@ -7,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from dgp_snr.estimators import get_estimator, path_weights
 from dgp_snr.models import DeepGP, Propagation
 
 Gradients = List[tf.Tensor]
@@ -34,7 +33,7 @@ def bound_and_gradients(
     encoder itself (a small MLP) is then differentiated with those upstream gradients. CIWAE
     mixes two per-point terms that need different weights, so it takes a second backward pass.
     """
-    get_estimator(estimator)
+    est = model.check_estimator(estimator)
     encoder_vars = model.encoder_variables
     zero = tf.UnconnectedGradients.ZERO
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
@@ -48,19 +47,15 @@ def bound_and_gradients(
         enc = tape.gradient(surrogate, encoder_vars, unconnected_gradients=zero)
         return bound, grads, enc
 
-    if estimator == "dreg":
-        model.assert_latent_first()
-    if model.mode == "VI" and estimator != "reg":
-        model.per_point_surrogate(prop, Y, estimator)  # raises the mode's error
     means, scales = _encoder_outputs(prop)
     ws = [s.w for s in prop.latent]
     n = len(variables)
     grads = tape.gradient(bound, list(variables) + ws + means + scales, unconnected_gradients=zero)
     var_grads, g_w = grads[:n], grads[n : n + len(ws)]
     g_mean, g_scale = grads[n + len(ws) : n + 2 * len(ws)], grads[n + 2 * len(ws) :]
-    if estimator != "reg":
+    if est.needs_importance_weights:  # STL, DReG: the path term only, reweighted
         log_p, _, log_q_stopped = model.log_weight_terms(prop, Y)
-        factor = path_weights(estimator, log_p - log_q_stopped)[..., None]  # [B, K, 1]
+        factor = est.path_weights(log_p - log_q_stopped)[..., None]  # [B, K, 1]
         g_mean = [tf.reduce_sum(factor * g, 1) for g in g_w]
         g_scale = [tf.reduce_sum(factor * g * s.eps, 1) for g, s in zip(g_w, prop.latent)]
     enc = tape.gradient(
@@ -171,11 +166,9 @@ class EncoderGradientSampler:
         """`num_estimates` independent estimates [R, *phi.shape] per encoder variable, at K =
         num_samples. `noise` (as from model.draw_noise(R * B, K), replica-major) fixes every
         draw; otherwise `rng` (default: the model's) supplies it."""
-        get_estimator(estimator)
+        self.model.check_estimator(estimator)
         if num_samples < 1:
             raise ValueError(f"K (num_samples) must be at least 1, got {num_samples}")
-        if estimator == "dreg":
-            self.model.assert_latent_first()
         B = int(self.X.shape[0])
         chunk = chunk_size or self.chunk_size(num_samples)
         # At the encoder's current weights, so a sampler stays right while a model trains.

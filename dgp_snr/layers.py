@@ -2,7 +2,8 @@
 appends w to its input, and the sparse variational GP layer (single-output or mixed multi-output).
 
 Every layer works on inputs with a sample axis: H [B, K, D_in] holds K samples for each of B
-points.
+points, and shares one interface (`Layer`): `noise_width` standard normals per sample,
+`propagate(H, XY, eps)`, `prior_kl()` and `samples_jointly`, so models need not switch on types.
 """
 
 from dataclasses import dataclass
@@ -11,16 +12,13 @@ from typing import Optional, Sequence, Tuple
 import gpflow
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 from check_shapes import check_shapes
 from gpflow.utilities import triangular
 
 from dgp_snr.conditionals import whitened_cov_over_samples, whitened_marginals
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def _normal_log_prob(x: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-    return -0.5 * _LOG_2PI - tf.math.log(scale) - 0.5 * tf.square((x - mean) / scale)
+tfd = tfp.distributions
 
 
 class Encoder(gpflow.base.Module):
@@ -67,6 +65,33 @@ class Encoder(gpflow.base.Module):
         return mean, tf.nn.softplus(raw_scale - 3.0)
 
 
+class Layer(gpflow.base.Module):
+    """What a model needs of a layer (an interface; GPLayer and LatentVariableLayer implement
+    it)."""
+
+    @property
+    def noise_width(self) -> int:
+        """Standard normals per sample that `propagate` needs."""
+        raise NotImplementedError
+
+    @property
+    def samples_jointly(self) -> bool:
+        """Whether the K samples of one point are drawn jointly (not independently)."""
+        return False
+
+    def propagate(
+        self, H: tf.Tensor, XY: Optional[tf.Tensor], eps: tf.Tensor
+    ) -> Tuple[tf.Tensor, Optional["LatentSample"]]:
+        """The layer's output [B, K, D_out] for inputs H [B, K, D_in] and noise eps
+        [B, K, noise_width] (XY: the amortisation inputs [B, D_x + D_y], or None to predict),
+        and the LatentSample of a latent-variable layer (None for other layers)."""
+        raise NotImplementedError
+
+    def prior_kl(self) -> tf.Tensor:
+        """The layer's global KL term (KL[q(u) || p(u)] of a GP layer; 0 otherwise)."""
+        return tf.zeros([], dtype=gpflow.config.default_float())
+
+
 @dataclass
 class LatentSample:
     """What a latent-variable layer drew, with the terms the bounds need.
@@ -86,7 +111,7 @@ class LatentSample:
     kl: tf.Tensor
 
 
-class LatentVariableLayer(gpflow.base.Module):
+class LatentVariableLayer(Layer):
     """Appends a latent w [d] to each input: h = [h_in, w].
 
     With the amortisation inputs [x, y] given, w ~ q(w | x, y) from the encoder; without them
@@ -121,20 +146,18 @@ class LatentVariableLayer(gpflow.base.Module):
         else:
             mean, scale = self.encoder(XY)
         w = mean[:, None, :] + scale[:, None, :] * eps
-        log_p = tf.reduce_sum(-0.5 * _LOG_2PI - 0.5 * tf.square(w), -1)
-        log_q = tf.reduce_sum(_normal_log_prob(w, mean[:, None], scale[:, None]), -1)
-        log_q_stopped = tf.reduce_sum(
-            _normal_log_prob(w, tf.stop_gradient(mean)[:, None], tf.stop_gradient(scale)[:, None]),
-            -1,
-        )
-        kl = tf.reduce_sum(
-            0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale), -1
-        )
+        prior = tfd.Normal(tf.zeros([], H.dtype), tf.ones([], H.dtype))  # p(w) = N(0, I)
+        q = tfd.Normal(mean[:, None], scale[:, None])  # [B, 1, d]: broadcasts over K
+        q_stopped = tfd.Normal(tf.stop_gradient(mean)[:, None], tf.stop_gradient(scale)[:, None])
+        log_p = tf.reduce_sum(prior.log_prob(w), -1)  # [B, K]
+        log_q = tf.reduce_sum(q.log_prob(w), -1)
+        log_q_stopped = tf.reduce_sum(q_stopped.log_prob(w), -1)
+        kl = tf.reduce_sum(tfd.kl_divergence(tfd.Normal(mean, scale), prior), -1)  # [B]
         sample = LatentSample(w, eps, mean, scale, log_p, log_q, log_q_stopped, kl)
         return tf.concat([H, w], -1), sample
 
 
-class GPLayer(gpflow.base.Module):
+class GPLayer(Layer):
     """A sparse variational GP layer with whitened q(u) and inducing points Z [M, D_in].
 
     `num_latent_gps` = k GPs share one kernel and Z. Without `mixing` the layer has k outputs;
@@ -185,6 +208,16 @@ class GPLayer(gpflow.base.Module):
         """Standard normals per sample that `sample` needs: k for a mixed layer (the latent GPs
         are drawn, then mixed), else the number of outputs."""
         return self.num_latent_gps if self.mixing is not None else self.num_outputs
+
+    @property
+    def samples_jointly(self) -> bool:
+        return self.full_cov
+
+    def propagate(
+        self, H: tf.Tensor, XY: Optional[tf.Tensor], eps: tf.Tensor
+    ) -> Tuple[tf.Tensor, None]:
+        """One sample of f(H) (see `sample`); XY is not used."""
+        return self.sample(H, eps), None
 
     def prior_kl(self) -> tf.Tensor:
         """Σ_k KL[q(v_k) || N(0, I)] of the whitened inducing outputs."""

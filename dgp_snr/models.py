@@ -8,12 +8,11 @@ import numpy as np
 import tensorflow as tf
 from check_shapes import check_shapes
 
-from dgp_snr.estimators import get_estimator, iwae_bound
-from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer
+from dgp_snr.estimators import Estimator, check_compatible, iwae_bound
+from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer, Layer
 
 MODES = ("VI", "IWAE", "CIWAE")
 _LOG_2PI = float(np.log(2.0 * np.pi))
-Layer = GPLayer | LatentVariableLayer
 
 
 @dataclass
@@ -82,14 +81,19 @@ class DeepGP(gpflow.base.Module):
         """The trainable variables phi of the encoders of q(w | x, y)."""
         return [v for layer in self.latent_layers for v in layer.encoder.trainable_variables]
 
+    @property
+    def latent_positions(self) -> List[int]:
+        """Indices of the latent-variable layers in self.layers."""
+        return [i for i, layer in enumerate(self.layers) if isinstance(layer, LatentVariableLayer)]
+
+    def check_estimator(self, estimator: "str | Estimator") -> Estimator:
+        """The Estimator called `estimator`, checked against this model's mode and layer order
+        (estimators.check_compatible); raises ValueError otherwise."""
+        return check_compatible(estimator, self.mode, self.latent_positions)
+
     def assert_latent_first(self) -> None:
-        """DReG (like the reference) needs the latent-variable layer first."""
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, LatentVariableLayer) and i != 0:
-                raise ValueError(
-                    f"DReG supports a latent-variable layer only as the first layer; layer {i} "
-                    "is a latent-variable layer"
-                )
+        """Raises ValueError unless DReG's layer order holds (every latent layer first)."""
+        check_compatible(Estimator.DREG, "IWAE", self.latent_positions)
 
     # ----------------------------------------------------------------------------- propagation
     def draw_noise(
@@ -126,13 +130,11 @@ class DeepGP(gpflow.base.Module):
         H = tf.tile(X[:, None, :], [1, K, 1])  # [B, K, D]
         latent: List[LatentSample] = []
         for layer, eps in zip(self.layers[:-1], noise[:-1]):
-            if isinstance(layer, LatentVariableLayer):
-                H, sample = layer.propagate(H, XY, eps)
+            H, sample = layer.propagate(H, XY, eps)
+            if sample is not None:
                 latent.append(sample)
-            else:
-                H = layer.sample(H, eps)
         f_mean, f_var = self.layers[-1].marginals(H)
-        kl_u = tf.add_n([layer.prior_kl() for layer in self.gp_layers])
+        kl_u = tf.add_n([layer.prior_kl() for layer in self.layers])
         return Propagation(f_mean, f_var, latent, list(noise), kl_u)
 
     # ----------------------------------------------------------------------------- bounds
@@ -146,8 +148,9 @@ class DeepGP(gpflow.base.Module):
         E_q[log p(y | f)] plus Σ log p(w); the log q terms sum over latent layers."""
         K = tf.shape(prop.f_mean)[1]
         Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
+        # X is None: the Gaussian likelihood does not depend on the inputs (as in GPflux)
         log_p = self.likelihood.variational_expectations(
-            prop.f_mean, prop.f_mean, prop.f_var, Y_tiled
+            None, prop.f_mean, prop.f_var, Y_tiled
         )  # [B, K]
         log_q = tf.zeros_like(log_p)
         log_q_stopped = tf.zeros_like(log_p)
@@ -162,7 +165,7 @@ class DeepGP(gpflow.base.Module):
         K = tf.shape(prop.f_mean)[1]
         Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
         var_exp = self.likelihood.variational_expectations(
-            prop.f_mean, prop.f_mean, prop.f_var, Y_tiled
+            None, prop.f_mean, prop.f_var, Y_tiled
         )  # [B, K]
         per_point = tf.reduce_mean(var_exp, 1)
         for sample in prop.latent:
@@ -182,17 +185,10 @@ class DeepGP(gpflow.base.Module):
     def per_point_surrogate(self, prop: Propagation, Y: tf.Tensor, estimator: str) -> tf.Tensor:
         """[B]: per point, a surrogate whose gradient in the encoder outputs is `estimator`'s
         (equal in value to per_point_bound for REG and STL)."""
-        surrogate = get_estimator(estimator)
-        if estimator == "dreg":
-            self.assert_latent_first()
-        if self.mode == "VI":
-            if estimator != "reg":
-                raise ValueError(
-                    f"estimator {estimator!r} needs importance weights; the VI mode uses the "
-                    "closed-form KL for q(w) and supports only 'reg'"
-                )
+        est = self.check_estimator(estimator)
+        if self.mode == "VI":  # REG only (checked): the bound itself
             return self.per_point_vi(prop, Y)
-        iw = surrogate(*self.log_weight_terms(prop, Y))
+        iw = est.surrogate(*self.log_weight_terms(prop, Y))
         if self.mode == "IWAE":
             return iw
         return self.beta * self.per_point_vi(prop, Y) + (1.0 - self.beta) * iw
@@ -231,11 +227,9 @@ class DeepGP(gpflow.base.Module):
     def predictive_log_densities(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
         """[B, S]: log N(y | m_s, v_s + σ²) for each of the S samples of a propagation (the
         terms of the Monte Carlo log predictive density when w is drawn from the prior)."""
-        var = prop.f_var + self.likelihood.variance
-        log_dens = -0.5 * (
-            _LOG_2PI + tf.math.log(var) + tf.square(Y[:, None, :] - prop.f_mean) / var
-        )
-        return log_dens[..., 0]
+        S = tf.shape(prop.f_mean)[1]
+        Y_tiled = tf.tile(Y[:, None, :], [1, S, 1])
+        return self.likelihood.predict_log_density(None, prop.f_mean, prop.f_var, Y_tiled)
 
     @check_shapes("X: [B, D]", "Y: [B, 1]", "return: [B]")
     def log_predictive_density(self, X: tf.Tensor, Y: tf.Tensor, num_samples: int) -> tf.Tensor:

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from dgp_snr.estimators import get_estimator
+from dgp_snr.estimators import Estimator
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler, snr
 from dgp_snr.models import DeepGP
@@ -94,7 +94,7 @@ def sample_gradients(
     Returns the paths written.
     """
     ks = check_ks(ks)
-    get_estimator(estimator)  # ValueError naming the known estimators
+    Estimator.parse(estimator)  # ValueError naming the known estimators
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2 (a std needs two), got {num_samples}")
     if batch_size < 1:
@@ -123,8 +123,7 @@ def sample_gradients(
 
     model, trainer, data, config = load_run(run_dir, step)
     _check_has_encoder(model, str(run_dir))
-    if estimator == "dreg":
-        model.assert_latent_first()
+    model.check_estimator(estimator)
     restored_step = int(trainer.step.numpy())
     N = data.X_train.shape[0]
     last = (num_datapoints if batch_size == 1 else batch_size) - 1

@@ -2,7 +2,7 @@
 parameters from the bound's gradient with Adam or SGD, and the final layer's q(u) with natural
 gradients, each on a staircase-decayed schedule."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import gpflow
@@ -12,7 +12,7 @@ import tf_keras
 from gpflow.optimizers import NaturalGradient
 from tqdm.auto import tqdm
 
-from dgp_snr.estimators import get_estimator
+from dgp_snr.estimators import Estimator
 from dgp_snr.gradients import bound_and_gradients
 from dgp_snr.models import DeepGP
 
@@ -41,7 +41,7 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        get_estimator(self.estimator)
+        Estimator.parse(self.estimator)
         for name in ("optimizer", "encoder_optimizer"):
             if getattr(self, name) not in OPTIMIZERS:
                 raise ValueError(
@@ -94,10 +94,7 @@ class Trainer(tf.Module):
 
     def __init__(self, model: DeepGP, X: np.ndarray, Y: np.ndarray, config: TrainingConfig):
         super().__init__()
-        if config.estimator == "dreg":
-            model.assert_latent_first()
-        if model.mode == "VI" and config.estimator != "reg":
-            raise ValueError(f"estimator {config.estimator!r} is not defined for mode 'VI'")
+        model.check_estimator(config.estimator)
         self.model = model
         self.config = config
         self.X = tf.constant(np.asarray(X, dtype=np.float64))
@@ -213,6 +210,3 @@ class Trainer(tf.Module):
                 if callback is not None:
                     callback(int(self.step.numpy()), bound)
         return bound
-
-    def config_dict(self) -> Dict:
-        return asdict(self.config)

@@ -18,21 +18,22 @@ in <run>/evaluation.json. Runs still to train are listed with their train.py com
 Exit status: 0 when every dataset has its splits, 3 when some are short, 2 when none qualify.
 """
 
+import os
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dgp_snr.evaluation import (  # noqa: E402
-    DEFAULT_MAX_ELEMENTS,
+from dgp_snr.evaluation import DEFAULT_MAX_ELEMENTS, evaluate_run, evaluate_target  # noqa: E402
+from dgp_snr.protocol import (  # noqa: E402
     ELBO_REPEATS,
+    PAPER_ITERATIONS,
     TEST_REPEATS,
     TEST_SAMPLES,
-    evaluate_run,
-    evaluate_target,
 )
-from dgp_snr.protocol import PAPER_ITERATIONS  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,14 @@ Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz; existing files 
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ESTIMATORS = ("reg", "stl", "dreg")  # checked again by the library
 

@@ -84,12 +84,18 @@ def test_bad_configurations_name_the_bad_token(data, configuration, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(configuration="G5_L1", estimator="dreg"), r"latent layer first.*'L1'.*position 1"),
-        (dict(configuration="L1_G5_L1", estimator="dreg"), r"latent layer first.*'L1'"),
+        (
+            dict(configuration="G5_L1", estimator="dreg"),
+            r"'dreg' needs the latent-variable layer first.*token 'L1' \(layer 1\) of 'G5_L1'",
+        ),
+        (
+            dict(configuration="L1_G5_L1", estimator="dreg"),
+            r"latent-variable layer first.*token 'L1' \(layer 2\) of 'L1_G5_L1'",
+        ),
         (dict(configuration="L1", mode="ELBO"), r"unknown mode 'ELBO'"),
         (dict(configuration="L1", estimator="reinforce"), r"unknown estimator 'reinforce'"),
-        (dict(configuration="L1", mode="VI", estimator="dreg"), r"'dreg'.*mode 'VI'"),
-        (dict(configuration="L1", mode="VI", estimator="stl"), r"'stl'.*mode 'VI'"),
+        (dict(configuration="L1", mode="VI", estimator="dreg"), r"'dreg' needs importance.*'reg'"),
+        (dict(configuration="L1", mode="VI", estimator="stl"), r"'stl' needs importance.*'reg'"),
         (dict(configuration="L1", qz_mode="prior"), r"unknown qz_mode 'prior'"),
     ],
 )

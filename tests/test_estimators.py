@@ -14,10 +14,11 @@ from scipy.special import logsumexp, softmax
 
 from dgp_snr.estimators import (
     ESTIMATORS,
+    Estimator,
+    check_compatible,
     dreg,
     get_estimator,
     iwae_bound,
-    path_weights,
     reg,
     stl,
 )
@@ -108,9 +109,33 @@ def test_surrogate_values():
 
 def test_path_weights():
     log_v = tf.constant(np.random.default_rng(3).standard_normal((2, 3, 4)))
-    np.testing.assert_allclose(path_weights("dreg", log_v), softmax(log_v.numpy(), -1), rtol=1e-12)
+    weights = Estimator.DREG.path_weights(log_v)
+    np.testing.assert_allclose(weights, softmax(log_v.numpy(), -1), rtol=1e-12)
     for name in ("reg", "stl"):
-        np.testing.assert_array_equal(path_weights(name, log_v), np.ones((2, 3, 4)))
+        np.testing.assert_array_equal(Estimator(name).path_weights(log_v), np.ones((2, 3, 4)))
+
+
+def test_estimator_object_requirements_and_the_one_compatibility_check():
+    assert (
+        Estimator.parse("dreg") is Estimator.DREG
+        and Estimator.parse(Estimator.STL) is Estimator.STL
+    )
+    terms = [tf.constant(np.random.default_rng(1).standard_normal((3, 5))) for _ in range(3)]
+    for est, fn in ((Estimator.REG, reg), (Estimator.STL, stl), (Estimator.DREG, dreg)):
+        np.testing.assert_array_equal(est.surrogate(*terms), fn(*terms))
+    assert [e.needs_importance_weights for e in Estimator] == [False, True, True]
+    assert [e.needs_latent_first for e in Estimator] == [False, False, True]
+    assert check_compatible("dreg", "IWAE", [0]) is Estimator.DREG
+    assert check_compatible("reg", "VI", [2]) is Estimator.REG
+    assert check_compatible("stl", "CIWAE", [1]) is Estimator.STL
+    with pytest.raises(ValueError, match="'stl' needs importance weights.*only 'reg'"):
+        check_compatible("stl", "VI", [0])
+    with pytest.raises(
+        ValueError, match="'dreg' needs the latent-variable layer first.*layer 2 is"
+    ):
+        check_compatible("dreg", "IWAE", [0, 2])
+    with pytest.raises(ValueError, match=r"unknown estimator 'rge'.*reg, stl, dreg"):
+        check_compatible("rge", "IWAE", [0])
 
 
 def test_get_estimator_names_the_known_ones():
@@ -204,5 +229,5 @@ def test_snr_falls_with_k_for_reg_and_grows_for_dreg():
 def test_estimators_accept_extra_batch_axes():
     rng = np.random.default_rng(7)
     terms = [tf.constant(rng.standard_normal((2, 3, 4))) for _ in range(3)]
-    for name, estimator in ESTIMATORS.items():
-        assert estimator(*terms).shape == (2, 3), name
+    for name in ESTIMATORS:
+        assert get_estimator(name)(*terms).shape == (2, 3), name

@@ -107,9 +107,15 @@ def test_bound_and_gradients_reject_bad_estimators(setup):
         model.mode = "IWAE"
     X2, Y2 = toy_data(num_data=20, input_dim=2, seed=1)
     late = latent_model("G3_L1", X2, Y2, M=6, encoder_dims=(4,))
-    with pytest.raises(ValueError, match="latent-variable layer only as the first layer"):
+    with pytest.raises(
+        ValueError,
+        match="'dreg' needs the latent-variable layer first.*layer 1 is a latent-variable layer",
+    ):
         bound_and_gradients(late, X2[:3], Y2[:3], "dreg", [])
-    with pytest.raises(ValueError, match="latent-variable layer only as the first layer"):
+    with pytest.raises(
+        ValueError,
+        match="'dreg' needs the latent-variable layer first.*layer 1 is a latent-variable layer",
+    ):
         EncoderGradientSampler(late, X2[:3], Y2[:3]).sample(2, 2, "dreg")
 
 

@@ -255,8 +255,11 @@ def test_trainer_rejects_estimators_the_model_does_not_support():
     X, Y = toy_data(num_data=20, input_dim=1, seed=6)
     vi_model = build_model("L1", X, Y, mode="VI", M=5, encoder_dims=(4,))
     for estimator in ("stl", "dreg"):
-        with pytest.raises(ValueError, match=f"estimator '{estimator}' is not defined"):
+        with pytest.raises(ValueError, match=f"estimator '{estimator}' needs importance weights"):
             Trainer(vi_model, X, Y, TrainingConfig(estimator=estimator))
     late = build_model("G3_L1", X, Y, M=5, encoder_dims=(4,))
-    with pytest.raises(ValueError, match="latent-variable layer only as the first layer"):
+    with pytest.raises(
+        ValueError,
+        match="'dreg' needs the latent-variable layer first.*layer 1 is a latent-variable layer",
+    ):
         Trainer(late, X, Y, TrainingConfig(estimator="dreg"))

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -31,6 +32,7 @@ import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
+from dgp_snr.io import describe_write_error, write_json
 from dgp_snr.layers import GPLayer, LatentVariableLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import (
@@ -469,7 +471,12 @@ def _read_cache(run_dir: Path) -> Dict[str, dict]:
 
 
 def _write_cache(run_dir: Path, data: Dict[str, dict]) -> None:
-    atomic_write_text(run_dir / EVALUATION_FILE, json.dumps(data, indent=2, sort_keys=True))
+    """Caches results; a failed write (e.g. a read-only folder) only warns, since the results
+    are returned anyway."""
+    try:
+        write_json(run_dir / EVALUATION_FILE, data, indent=2, sort_keys=True)
+    except OSError as err:
+        warnings.warn(f"results not cached: {describe_write_error(err)}", stacklevel=3)
 
 
 def evaluate_run(
@@ -492,6 +499,7 @@ def evaluate_run(
     `recompute` ignores the cache. Raises FileNotFoundError for a run without a checkpoint."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
+    explicit_step = step is not None
     if step is None:
         step = latest_checkpoint_step(run_dir)
         if step is None:
@@ -513,7 +521,14 @@ def evaluate_run(
     if not todo:
         return result
 
-    model, _, data, _ = load_run(run_dir, step)
+    # Default: the newest readable checkpoint (a damaged newer one is passed over, warned).
+    model, trainer, data, _ = load_run(run_dir, step if explicit_step else None)
+    restored = int(trainer.step.numpy())
+    if restored != step:
+        return evaluate_run(
+            run_dir, test_ll, elbo, num_samples, repeats, elbo_repeats, seed, restored,
+            max_elements, recompute, progress,
+        )  # fmt: skip
     evaluator = Evaluator(model, max_elements)
     if recompute:
         cache = _read_cache(run_dir)

@@ -17,6 +17,9 @@ LOCK_FILE = ".lock"
 class WriteError(OSError):
     """A file could not be written; the message names the path and the reason in one line."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 class RunLockedError(RuntimeError):
     """Another live process holds the run folder's lock."""

@@ -321,14 +321,14 @@ def check_checkpoint(prefix: str) -> None:
             raise DamagedCheckpointError(f"damaged checkpoint {prefix}: {path.name} is missing")
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as err:
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as err:
         raise DamagedCheckpointError(
             f"damaged checkpoint file {index}: {_first_line(err)}"
         ) from err
     try:
         for key in reader.get_variable_to_shape_map():
             reader.get_tensor(key)
-    except (tf.errors.OpError, ValueError) as err:
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as err:
         raise DamagedCheckpointError(
             f"damaged checkpoint file {data}: {_first_line(err)}"
         ) from err
@@ -380,7 +380,7 @@ class RunCheckpoints:
         check_checkpoint(prefix)
         try:
             self.checkpoint.restore(prefix).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError) as err:
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
             raise DamagedCheckpointError(
                 f"checkpoint {prefix} does not fit this run's model: {_first_line(err)}"
             ) from err

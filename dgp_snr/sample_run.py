@@ -13,7 +13,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from dgp_snr.estimators import get_estimator
-from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
+from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler, snr
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import latest_checkpoint_step, load_config, load_run
@@ -110,17 +110,17 @@ def sample_gradients(
     load_config(run_dir)  # a clear error for a directory that is not a run, before building
 
     datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
-    if step is None:
-        step = latest_checkpoint_step(run_dir)
+    latest = latest_checkpoint_step(run_dir) if step is None else step
     pending = [
         (dp, K)
         for dp in datapoints
         for K in ks
-        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), step)
+        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), latest)
     ]
     if not pending:
         return []
 
+    # step None: the newest readable checkpoint (a damaged newer one is passed over, warned).
     model, trainer, data, config = load_run(run_dir, step)
     _check_has_encoder(model, str(run_dir))
     if estimator == "dreg":
@@ -168,16 +168,17 @@ def sample_gradients(
 
 
 def _existing(path: Path, step: Optional[int]) -> bool:
-    """Whether `path` is already there (then it is skipped). Reads only its step, to warn when
-    it comes from another checkpoint; raises ValueError for a corrupt file."""
+    """Whether `path` is already there (then it is skipped). Reads all of it, so that a dump
+    with a damaged array is reported rather than skipped, and warns when it comes from another
+    checkpoint; raises ValueError for a corrupt file."""
     if not path.exists():
         return False
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            found = int(npz["meta/step"]) if "meta/step" in npz.files else None
-    except Exception as err:  # zip, header or key errors all mean the same here
+        found = load_gradient_dump(path).meta.get("step")
+    except Exception as err:  # zip, CRC, header or key errors all mean the same here
+        reason = str(err).replace(f"corrupt gradient dump {path}: ", "")
         raise ValueError(
-            f"corrupt gradient dump {path}: {err}; delete it to sample it again"
+            f"corrupt gradient dump {path}: {reason}; delete it to sample it again"
         ) from err
     if step is not None and found is not None and found != step:
         warnings.warn(

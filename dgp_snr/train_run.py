@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+import gpflow
 import numpy as np
 import scipy.stats
 import tensorflow as tf
@@ -518,7 +519,8 @@ class _Session:
         self.config = config
         self.progress = progress
         self.guard: Optional[_SignalGuard] = None
-        self.last_saved: Optional[int] = checkpoints.steps()[-1] if checkpoints.steps() else None
+        self.last_saved: Optional[int] = checkpoints.restored
+        self.last_step = int(trainer.step.numpy())
 
     def _stop(self, step: int, what: str) -> "NonFiniteError":
         last = (
@@ -532,11 +534,12 @@ class _Session:
         )
 
     def _check_parameters(self, step: int) -> None:
-        bad = [
-            v.name
-            for v in self.trainer.model.variables
-            if v.dtype.is_floating and not np.all(np.isfinite(v.numpy()))
-        ]
+        bad = []
+        for path, value in gpflow.utilities.parameter_dict(self.trainer.model).items():
+            if isinstance(value, gpflow.Parameter):
+                value = value.unconstrained_variable
+            if value.dtype.is_floating and not np.all(np.isfinite(value.numpy())):
+                bad.append(path.lstrip("."))
         if bad:
             raise self._stop(step, f"parameters {', '.join(bad[:3])} are")
 
@@ -553,6 +556,7 @@ class _Session:
         return step
 
     def callback(self, step: int, bound: float) -> None:
+        self.last_step = step
         if not math.isfinite(bound):
             raise self._stop(step, f"the bound ({bound}) is")
         cfg = self.config
@@ -568,10 +572,12 @@ class _Session:
     def run(self) -> None:
         try:
             self.trainer.fit(self.config.iterations, self.callback, progress=self.progress)
-        except tf.errors.InvalidArgumentError as err:  # assert_no_nans's check in the step
-            if "not finite" not in str(err):
+        except tf.errors.InvalidArgumentError as err:
+            # assert_no_nans's check, or GPflow's check of a natural-gradient update
+            if "not finite" not in str(err) and "NaN or Inf" not in str(err):
                 raise
-            raise self._stop(int(self.trainer.step.numpy()) + 1, "parameters are") from err
+            # The step counter of a failed compiled step is unreliable; the callback's is not.
+            raise self._stop(self.last_step + 1, "parameters are") from err
 
 
 def results_file(config: RunConfig) -> Path:

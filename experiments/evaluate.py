@@ -21,6 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from dgp_snr.scripting import import_tensorflow_quietly, one_line_warnings  # noqa: E402
+
+import_tensorflow_quietly()
+
 from dgp_snr.evaluation import (  # noqa: E402
     DEFAULT_MAX_ELEMENTS,
     ELBO_REPEATS,
@@ -29,6 +33,7 @@ from dgp_snr.evaluation import (  # noqa: E402
     evaluate_run,
     evaluate_target,
 )
+from dgp_snr.io import describe_write_error  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -52,6 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recompute", action="store_true", help="ignore cached results")
     parser.add_argument("--progress", action="store_true", help="progress bars")
     args = parser.parse_intermixed_args(argv)
+    one_line_warnings("evaluate.py")
+    args.results_path = str(Path(args.results_path).expanduser())
     common = dict(
         num_samples=args.num_samples,
         repeats=args.repeats,
@@ -80,8 +87,11 @@ def main(argv=None) -> int:
         if args.names:
             parser.error(f"target {args.target!r} takes no run names")
         report = evaluate_target(args.target, args.results_path, splits=args.splits, **common)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FloatingPointError) as err:
         print(f"evaluate.py: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. a read-only results folder; the values were printed above
+        print(f"evaluate.py: {describe_write_error(err)}", file=sys.stderr)
         return 1
     for metric, path in report.written.items():
         print(f"wrote {path} ({len(report.evaluated)} runs)")

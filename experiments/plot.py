@@ -17,6 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
 from dgp_snr.evaluation import PAPER_ITERATIONS  # noqa: E402
 from dgp_snr.plotting import FIGURES, FIGURES_DIR, MissingInputsError  # noqa: E402
 

@@ -365,3 +365,66 @@ def test_math_is_finite_for_saved_results(base):
     text = (config.run_dir() / RESULTS_FILE).read_text()
     saved = json.loads(text, parse_constant=pytest.fail)
     assert saved == results and math.isfinite(saved["test_loglik"])
+
+
+# ------------------------------------------------------------------------ 10 and 12. scripts
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Runs:
+    def __reduce__(self):
+        return (print, ("PICKLE RAN CODE",))
+
+
+def test_config_files_are_plain_data_only(tmp_path):
+    from sacred.config import config_files
+
+    from dgp_snr.scripting import check_config_files, install_safe_config_loaders
+
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps({"M": {"py/function": "builtins.print"}}))
+    pickled = tmp_path / "settings.pickle"
+    pickled.write_bytes(__import__("pickle").dumps({"M": _Runs()}))
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"M": 12, "lr": 0.01}))
+    install_safe_config_loaders()
+    with pytest.raises(ValueError, match=r"evil\.json: 'py/' tags are not accepted \(M\.py/"):
+        config_files.load_config_file(str(evil))
+    with pytest.raises(ValueError, match=r"settings\.pickle: pickle files are not accepted"):
+        config_files.load_config_file(str(pickled))
+    assert config_files.load_config_file(str(plain)) == {"M": 12, "lr": 0.01}
+    with pytest.raises(ValueError, match="pickle files are not accepted"):
+        check_config_files(["with", "M=3", str(pickled)])
+    check_config_files(["with", str(plain), "M=3"])
+
+
+def _script_output(*args: str) -> subprocess.CompletedProcess:
+    """A script run as a newcomer runs it: without TF_CPP_MIN_LOG_LEVEL in the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_train_script_refuses_a_jsonpickle_file_in_one_quiet_line(tmp_path):
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps({"M": {"py/reduce": [{"py/function": "builtins.print"}]}}))
+    done = _script_output("train.py", "with", str(evil), f"results_path={tmp_path}")
+    assert done.returncode == 2
+    assert done.stdout == ""  # nothing ran (print would write here)
+    assert done.stderr.splitlines() == [
+        f"train.py: error: config file {evil}: 'py/' tags are not accepted (M.py/reduce); "
+        "use plain JSON values"
+    ]  # and no TensorFlow start-up lines
+
+
+def test_train_script_names_a_bad_split_in_one_line_before_writing(tmp_path):
+    done = _script_output("train.py", "with", "split=-1", f"results_path={tmp_path}")
+    assert done.returncode == 2
+    assert "train.py: error: split must be an integer in [0, 100), got -1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -88,16 +88,28 @@ def sha256_hex(payload: bytes) -> str:
 
 
 def read_prepared(
-    path: Path, name: str, shape: tuple[int, int] | None, entry: dict | None
+    path: Path,
+    name: str,
+    shape: tuple[int, int] | None,
+    entry: dict | None,
+    reference_sha256: str | None = None,
 ) -> np.ndarray:
     """Read, verify and parse a prepared ``.csv.gz`` file into a read-only float64 array.
 
     ``shape`` (N, D + 1) is what the dataset's definition expects (None: anything); ``entry`` is
-    the file's manifest entry, whose sha256 and N, D are checked when present. Any mismatch or
-    damage raises a DataError naming the file.
+    the file's manifest entry, whose sha256 and N, D are checked when present. A file without a
+    manifest checksum is compared with ``reference_sha256`` (the registry's reference copy)
+    instead. Any mismatch or damage raises a DataError naming the file.
     """
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, shape, _entry_key(entry))
+    key = (
+        str(path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        shape,
+        _entry_key(entry),
+        reference_sha256,
+    )
     if key in _TABLE_CACHE:
         return _TABLE_CACHE[key]
 
@@ -117,6 +129,14 @@ def read_prepared(
             raise DataError(
                 f"{path} fails its checksum: sha256 of the uncompressed data is {actual}, the "
                 f"manifest says {entry['sha256_uncompressed']}; {hint}"
+            )
+    elif reference_sha256:
+        actual = sha256_hex(payload)
+        if actual != reference_sha256:
+            raise DataError(
+                f"{path} has no manifest entry and differs from the reference copy of {name!r} "
+                f"(sha256 of the uncompressed data {actual} != {reference_sha256}); {hint}, or "
+                f"record this copy in {path.parent / MANIFEST_NAME}"
             )
 
     try:

@@ -417,7 +417,8 @@ def test_train_script_refuses_a_jsonpickle_file_in_one_quiet_line(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""  # nothing ran (print would write here)
     assert done.stderr.splitlines() == [
-        f"train.py: error: config file {evil}: 'py/' tags are not accepted (M.py/reduce); "
+        f"train.py: error: config file {evil}: 'py/' tags are not accepted (M.py/reduce, "
+        "M.py/reduce[0].py/function); "
         "use plain JSON values"
     ]  # and no TensorFlow start-up lines
 

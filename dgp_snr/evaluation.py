@@ -22,15 +22,17 @@ to the prior; Table 1: T = DReG) and the R repeated estimates, as the reference 
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
+from dgp_snr.io import describe_write_error, write_json
 from dgp_snr.models import DeepGP
 from dgp_snr.protocol import (
     ELBO_REPEATS,
@@ -49,31 +51,18 @@ from dgp_snr.runs import (
     load_config,
     load_run,
 )
+from dgp_snr.seeds import Stream, stream_keys
 
 #: Elements (rows x M x latent GPs) per compiled call; about 128 MiB per float64 intermediate.
 DEFAULT_MAX_ELEMENTS = 2**24
 EVALUATION_FILE = "evaluation.json"
 FIGURE_DATA_DIR = "figure_data"
 
-# Purposes of random streams (part of every stateless seed).
-_TEST_LL, _ELBO, _PREDICT = 1, 2, 3
-
 
 # ------------------------------------------------------------------------------ the evaluator
 def row_cost(model: DeepGP) -> int:
     """Elements per propagated row in the largest GP layer: max_l M_l * L_l."""
     return max(int(layer.Z.shape[0]) * layer.num_latent_gps for layer in model.gp_layers)
-
-
-def _stream_keys(seed: int, purpose: int, repeat: int, count: int) -> List[int]:
-    """`count` independent 63-bit keys for (seed, purpose, repeat), one per layer."""
-    state = np.random.SeedSequence([int(seed), purpose, int(repeat)]).generate_state(
-        2 * count, np.uint32
-    )
-    return [
-        int((np.uint64(state[2 * i]) << np.uint64(31)) ^ np.uint64(state[2 * i + 1]))
-        for i in range(count)
-    ]
 
 
 @dataclass
@@ -132,16 +121,30 @@ class Evaluator:
     def _point_noise(
         self, idx: np.ndarray, seed: int, purpose: int, repeat: int, num_samples: int
     ) -> List[Optional[tf.Tensor]]:
-        keys = _stream_keys(seed, purpose, repeat, len(self.widths) + 1)
+        keys = stream_keys(seed, purpose, repeat, len(self.widths) + 1)
         if not self.widths:
             return [None]
         idx_t = tf.constant(idx, dtype=tf.int64)
         return list(self._noise(idx_t, tf.constant(keys, dtype=tf.int64), num_samples)) + [None]
 
     @staticmethod
-    def _padded(idx: np.ndarray, size: int) -> np.ndarray:
-        """idx padded to `size` by repeating its last entry (fixed shapes: one trace)."""
-        return np.concatenate([idx, np.full(size - len(idx), idx[-1], dtype=idx.dtype)])
+    def _point_chunks(
+        N: int, B: int, progress: bool = False, desc: str = ""
+    ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        """(rows [<= B], rows padded to B by repeating the last: fixed shapes, one trace) for
+        consecutive chunks of N points."""
+        for start in tqdm(range(0, N, B), disable=not progress, desc=desc, leave=False):
+            rows = np.arange(start, min(start + B, N), dtype=np.int64)
+            yield rows, np.concatenate([rows, np.full(B - len(rows), rows[-1], dtype=np.int64)])
+
+    @staticmethod
+    def _sample_chunks(
+        noise: List[Optional[tf.Tensor]], num_samples: int, S_chunk: int
+    ) -> Iterator[Tuple[List[Optional[tf.Tensor]], int]]:
+        """(noise [B, s, ...] per layer, s) for consecutive chunks of the S samples."""
+        for s0 in range(0, num_samples, S_chunk):
+            s1 = min(s0 + S_chunk, num_samples)
+            yield [None if n is None else n[:, s0:s1] for n in noise], s1 - s0
 
     # -------------------------------------------------------------- compiled pieces
     def _log_sum_density_impl(self, X, Y, noise, num_samples: int):
@@ -190,16 +193,12 @@ class Evaluator:
         N = X.shape[0]
         B, S_chunk = self.chunk_sizes(num_samples, N)
         lpd, mean = np.empty(N), np.empty(N)
-        for start in tqdm(range(0, N, B), disable=not progress, desc="test LL", leave=False):
-            idx = np.arange(start, min(start + B, N), dtype=np.int64)
-            padded = self._padded(idx, B)
+        for idx, padded in self._point_chunks(N, B, progress, "test LL"):
             Xc, Yc = tf.constant(X[padded]), tf.constant(Y[padded])
-            noise = self._point_noise(padded, seed, _TEST_LL, repeat, num_samples)
+            noise = self._point_noise(padded, seed, Stream.TEST_LL, repeat, num_samples)
             log_sums, mean_sums = [], []
-            for s0 in range(0, num_samples, S_chunk):
-                s1 = min(s0 + S_chunk, num_samples)
-                piece = [None if n is None else n[:, s0:s1] for n in noise]
-                log_sum, mean_sum = self._log_sum_density(Xc, Yc, piece, s1 - s0)
+            for piece, S in self._sample_chunks(noise, num_samples, S_chunk):
+                log_sum, mean_sum = self._log_sum_density(Xc, Yc, piece, S)
                 log_sums.append(log_sum.numpy())
                 mean_sums.append(mean_sum.numpy())
             total = log_sums[0] if len(log_sums) == 1 else logsumexp(np.stack(log_sums), axis=0)
@@ -249,10 +248,8 @@ class Evaluator:
         sums = []
         for r in range(repeats):
             total = 0.0
-            for start in tqdm(range(0, N, B), disable=not progress, desc="ELBO", leave=False):
-                idx = np.arange(start, min(start + B, N), dtype=np.int64)
-                padded = self._padded(idx, B)
-                noise = self._point_noise(padded, seed, _ELBO, r, K)
+            for idx, padded in self._point_chunks(N, B, progress, "ELBO"):
+                noise = self._point_noise(padded, seed, Stream.ELBO, r, K)
                 terms = self._per_point_bound(
                     tf.constant(X[padded]), tf.constant(Y[padded]), noise, K
                 ).numpy()
@@ -321,19 +318,15 @@ class Evaluator:
             raise ValueError(f"expected {N} indices, got {indices.shape[0]}")
         indices = indices.astype(np.int64)
         B, S_chunk = self.chunk_sizes(num_samples, N)
-        y_key = tf.constant(_stream_keys(seed, _PREDICT, 1, 1)[0], dtype=tf.int64)
+        y_key = tf.constant(stream_keys(seed, Stream.PREDICT, 1, 1)[0], dtype=tf.int64)
         sigma2 = float(self.model.likelihood.variance.numpy())
         out = np.empty((N, num_samples))
-        for start in range(0, N, B):
-            rows = np.arange(start, min(start + B, N))
-            padded = self._padded(rows, B)
+        for rows, padded in self._point_chunks(N, B):
             Xc, idx = tf.constant(X[padded]), indices[padded]
-            noise = self._point_noise(idx, seed, _PREDICT, 0, num_samples)
+            noise = self._point_noise(idx, seed, Stream.PREDICT, 0, num_samples)
             means, variances = [], []
-            for s0 in range(0, num_samples, S_chunk):
-                s1 = min(s0 + S_chunk, num_samples)
-                piece = [None if n is None else n[:, s0:s1] for n in noise]
-                mean, var = self._f_marginals(Xc, piece, s1 - s0)
+            for piece, S in self._sample_chunks(noise, num_samples, S_chunk):
+                mean, var = self._f_marginals(Xc, piece, S)
                 means.append(mean.numpy())
                 variances.append(var.numpy())
             mean, var = np.concatenate(means, axis=1), np.concatenate(variances, axis=1)
@@ -397,7 +390,12 @@ def _read_cache(run_dir: Path) -> Dict[str, dict]:
 
 
 def _write_cache(run_dir: Path, data: Dict[str, dict]) -> None:
-    atomic_write_text(run_dir / EVALUATION_FILE, json.dumps(data, indent=2, sort_keys=True))
+    """Caches results; a failed write (e.g. a read-only folder) only warns, since the results
+    are returned anyway."""
+    try:
+        write_json(run_dir / EVALUATION_FILE, data, indent=2, sort_keys=True)
+    except OSError as err:
+        warnings.warn(f"results not cached: {describe_write_error(err)}", stacklevel=3)
 
 
 def evaluate_run(
@@ -420,6 +418,7 @@ def evaluate_run(
     `recompute` ignores the cache. Raises FileNotFoundError for a run without a checkpoint."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
+    explicit_step = step is not None
     if step is None:
         step = latest_checkpoint_step(run_dir)
         if step is None:
@@ -441,7 +440,14 @@ def evaluate_run(
     if not todo:
         return result
 
-    model, _, data, _ = load_run(run_dir, step)
+    # Default: the newest readable checkpoint (a damaged newer one is passed over, warned).
+    model, trainer, data, _ = load_run(run_dir, step if explicit_step else None)
+    restored = int(trainer.step.numpy())
+    if restored != step:
+        return evaluate_run(
+            run_dir, test_ll, elbo, num_samples, repeats, elbo_repeats, seed, restored,
+            max_elements, recompute, progress,
+        )  # fmt: skip
     evaluator = Evaluator(model, max_elements)
     if recompute:
         cache = _read_cache(run_dir)

@@ -16,6 +16,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from dgp_snr.gradients import snr_from_moments
+from dgp_snr.io import atomic_path
 
 GRADIENTS_DIR = "gradients"
 META = "meta/"
@@ -70,9 +71,8 @@ def save_gradient_dump(
             arrays[name] = values
     for key, value in meta.items():
         arrays[META + key] = np.asarray(value)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # a file object: savez would append .npz to a name
 
 
 def load_gradient_dump(path: os.PathLike) -> GradientDump:

@@ -13,13 +13,11 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from dgp_snr.estimators import Estimator
-from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
+from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler, snr
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import latest_checkpoint_step, load_config, load_run
-
-# Seed-sequence tag of gradient sampling, so its streams differ from training's and evaluation's.
-_SAMPLING_STREAM = 2
+from dgp_snr.seeds import Stream, derived_rng
 
 
 def check_ks(ks: Iterable[int]) -> List[int]:
@@ -32,19 +30,6 @@ def check_ks(ks: Iterable[int]) -> List[int]:
     if not out:
         raise ValueError("no K given: pass at least one K (e.g. ks=[1, 10, 100])")
     return out
-
-
-def derived_seed(seed: int, stream: int, *tags: int) -> int:
-    """A 63-bit seed for one purpose (`stream`) and cell (`tags`), independent of every other."""
-    state = np.random.SeedSequence([int(seed), int(stream), *map(int, tags)])
-    words = state.generate_state(2, np.uint32).astype(np.int64)
-    return int(words[0] << 31 ^ words[1])
-
-
-def derived_rng(seed: int, stream: int, *tags: int) -> tf.random.Generator:
-    """A generator for one purpose (`stream`) and cell (`tags`), independent of every other and
-    of the model's own generator, so that what one part draws never shifts another's draws."""
-    return tf.random.Generator.from_seed(derived_seed(seed, stream, *tags))
 
 
 def mean_snr(samples: Dict[str, np.ndarray]) -> Dict[str, float]:
@@ -110,17 +95,17 @@ def sample_gradients(
     load_config(run_dir)  # a clear error for a directory that is not a run, before building
 
     datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
-    if step is None:
-        step = latest_checkpoint_step(run_dir)
+    latest = latest_checkpoint_step(run_dir) if step is None else step
     pending = [
         (dp, K)
         for dp in datapoints
         for K in ks
-        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), step)
+        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), latest)
     ]
     if not pending:
         return []
 
+    # step None: the newest readable checkpoint (a damaged newer one is passed over, warned).
     model, trainer, data, config = load_run(run_dir, step)
     _check_has_encoder(model, str(run_dir))
     model.check_estimator(estimator)
@@ -145,7 +130,7 @@ def sample_gradients(
                 continue
             # One generator per file, so skipping existing files never changes the others.
             rng = derived_rng(
-                config.effective_seed, _SAMPLING_STREAM, restored_step, batch_size, start, K
+                config.effective_seed, Stream.GRADIENTS, restored_step, batch_size, start, K
             )
             bar.set_postfix(K=K, datapoint=dp, refresh=False)
             samples = sampler.sample(K, num_samples, estimator, rng=rng)
@@ -167,16 +152,17 @@ def sample_gradients(
 
 
 def _existing(path: Path, step: Optional[int]) -> bool:
-    """Whether `path` is already there (then it is skipped). Reads only its step, to warn when
-    it comes from another checkpoint; raises ValueError for a corrupt file."""
+    """Whether `path` is already there (then it is skipped). Reads all of it, so that a dump
+    with a damaged array is reported rather than skipped, and warns when it comes from another
+    checkpoint; raises ValueError for a corrupt file."""
     if not path.exists():
         return False
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            found = int(npz["meta/step"]) if "meta/step" in npz.files else None
-    except Exception as err:  # zip, header or key errors all mean the same here
+        found = load_gradient_dump(path).meta.get("step")
+    except Exception as err:  # zip, CRC, header or key errors all mean the same here
+        reason = str(err).replace(f"corrupt gradient dump {path}: ", "")
         raise ValueError(
-            f"corrupt gradient dump {path}: {err}; delete it to sample it again"
+            f"corrupt gradient dump {path}: {reason}; delete it to sample it again"
         ) from err
     if step is not None and found is not None and found != step:
         warnings.warn(

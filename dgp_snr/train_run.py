@@ -8,6 +8,7 @@ results.json belongs to its final checkpoint is not trained again.
 """
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+import gpflow
 import numpy as np
 import scipy.stats
 import tensorflow as tf
@@ -24,8 +26,10 @@ from tensorflow.core.framework import summary_pb2
 from tqdm.auto import tqdm
 
 from dgp_snr.data import RegressionData
+from dgp_snr.estimators import Estimator
 from dgp_snr.evaluation import Evaluator
-from dgp_snr.layers import GPLayer, LatentVariableLayer
+from dgp_snr.io import RunLock, atomic_path
+from dgp_snr.layers import GPLayer
 from dgp_snr.models import DeepGP
 from dgp_snr.runs import (
     CONFIG_FILE,
@@ -33,11 +37,13 @@ from dgp_snr.runs import (
     RunCheckpoints,
     RunConfig,
     build_run,
+    checkpoint_steps,
     load_config,
     save_config,
     save_results,
 )
-from dgp_snr.sample_run import derived_rng, derived_seed, encoder_snr
+from dgp_snr.sample_run import encoder_snr
+from dgp_snr.seeds import Stream, derived_rng, derived_seed
 from dgp_snr.training import Trainer
 
 TENSORBOARD_DIR = "tensorboard"
@@ -68,11 +74,6 @@ SHAPIRO_POINTS = 100
 #: scipy's Shapiro-Wilk p-value is only accurate up to 5000 samples.
 SHAPIRO_MAX_SAMPLES = 5000
 
-# Seed-sequence streams (sample_run uses 2), so logging and evaluation never draw from the
-# model's generator: the training trajectory does not depend on what is logged.
-_LOG_STREAM = 3
-_EVAL_STREAM = 4
-
 
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived during training; the checkpoint was saved before this rose."""
@@ -87,6 +88,10 @@ class TrainingInterrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128 + the signal number, as a shell reports a process ended by the signal."""
         return 128 + self.signum
+
+
+class NonFiniteError(FloatingPointError):
+    """The bound or the parameters became non-finite; nothing was saved from that state."""
 
 
 class _SignalGuard:
@@ -168,7 +173,7 @@ def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dic
     (K = num_IW_samples; Evaluator.mean_bound_per_point), and the median Shapiro-Wilk W of the
     predictive samples. Deterministic in the run's seed (the Evaluator's draws are stateless)."""
     # One seed per quantity, so that the train and test ELBOs draw independent noise.
-    seeds = [derived_seed(config.effective_seed, _EVAL_STREAM, tag) for tag in range(3)]
+    seeds = [derived_seed(config.effective_seed, Stream.FINAL_RESULTS, tag) for tag in range(3)]
     evaluator = Evaluator(model)
     S = config.num_predict_samples
     results: Dict[str, Any] = _test_metrics(evaluator, data, S, seeds[0])
@@ -229,9 +234,12 @@ class _RunLogger:
         batch = min(config.minibatch_size or data.N, data.N, LOG_BATCH_MAX)
         self.X = tf.constant(data.X_train[:batch])
         self.Y = tf.constant(data.Y_train[:batch])
-        self.rng = derived_rng(seed, _LOG_STREAM, 0)
-        self.snr_rng = derived_rng(seed, _LOG_STREAM, 1)
-        self.with_dreg = model.mode != "VI" and _latent_first(model)
+        # Reseeded from (seed, step) at every log, so a resumed run logs the same draws as an
+        # uninterrupted one.
+        self.rng = derived_rng(seed, Stream.TRAINING_LOGS, 0)
+        self.snr_rng = derived_rng(seed, Stream.TRAINING_LOGS, 1)
+        # Logs, never draws from the model's generator: training does not depend on logging.
+        self.with_dreg = _supports(model, Estimator.DREG)
         self.with_snr = (
             bool(config.log_snr_freq)
             and bool(model.latent_layers)
@@ -253,6 +261,9 @@ class _RunLogger:
 
     def main(self, step: int, bound: float, lrs: Dict[str, float]) -> None:
         """Bound, DReG objective, learning rates, kernels, likelihood, encoder statistics."""
+        self.rng.reset_from_seed(
+            derived_seed(self.config.effective_seed, Stream.TRAINING_LOGS, 0, step)
+        )
         terms = self._terms()
         now = time.perf_counter()
         with self.writer.as_default(step=step):
@@ -274,12 +285,7 @@ class _RunLogger:
                         for j, value in enumerate(lengthscales):
                             _scalar(f"kernel/layer{i}/lengthscale{j}", value)
                     _scalar(f"kernel/layer{i}/variance", layer.kernel.variance)
-            latent = [
-                i
-                for i, lyr in enumerate(self.model.layers)
-                if isinstance(lyr, LatentVariableLayer)
-            ]
-            for i, (mean, scale) in zip(latent, terms["encoder"]):
+            for i, (mean, scale) in zip(self.model.latent_positions, terms["encoder"]):
                 _histogram(f"encoder/layer{i}/mean", mean)
                 _histogram(f"encoder/layer{i}/scale", scale)
                 _scalar(f"encoder/layer{i}/mean_avg", tf.reduce_mean(mean))
@@ -294,7 +300,7 @@ class _RunLogger:
         if self._evaluator is None:
             self._evaluator = Evaluator(self.model)
         S = min(TEST_LOG_SAMPLES, self.config.num_predict_samples)
-        seed = derived_seed(self.config.effective_seed, _LOG_STREAM, 2)
+        seed = derived_seed(self.config.effective_seed, Stream.TRAINING_LOGS, 2)
         metrics = _test_metrics(self._evaluator, self.data, S, seed)
         with self.writer.as_default(step=step):
             for name, value in metrics.items():
@@ -305,6 +311,9 @@ class _RunLogger:
         """Mean SNR of the encoder gradients of the run's estimator at K = num_IW_samples on the
         log batch (SNR_NUM_ESTIMATES estimates), per parameter and overall."""
         K, estimator = self.model.num_samples, self.config.estimator
+        self.snr_rng.reset_from_seed(
+            derived_seed(self.config.effective_seed, Stream.TRAINING_LOGS, 1, step)
+        )
         values = encoder_snr(
             self.model, self.X, self.Y, K, SNR_NUM_ESTIMATES, estimator, self.snr_rng
         )
@@ -321,9 +330,9 @@ class _RunLogger:
         self.writer.flush()
 
 
-def _latent_first(model: DeepGP) -> bool:
+def _supports(model: DeepGP, estimator: Estimator) -> bool:
     try:
-        model.assert_latent_first()
+        model.check_estimator(estimator)
     except ValueError:
         return False
     return True
@@ -335,12 +344,14 @@ def _every(freq: Optional[int], step: int) -> bool:
 
 # ------------------------------------------------------------------------------- the run
 def check_resumable(config: RunConfig, run_dir: Path) -> None:
-    """Raises ValueError when run_dir holds a run with other settings (other than the
-    RUN_CONTROL_FIELDS), which its checkpoints would not fit."""
-    if not (run_dir / CONFIG_FILE).is_file():
+    """Raises ValueError when run_dir holds checkpoints of a run with other settings (other
+    than the RUN_CONTROL_FIELDS), which they would not fit. A folder without a checkpoint may
+    be started again with new settings."""
+    if not (run_dir / CONFIG_FILE).is_file() or not checkpoint_steps(run_dir):
         return
-    old, new = asdict(load_config(run_dir)), asdict(config)
-    old["seed"] = load_config(run_dir).effective_seed
+    saved = load_config(run_dir)
+    old, new = asdict(saved), asdict(config)
+    old["seed"] = saved.effective_seed
     new["seed"] = config.effective_seed
     diffs = [
         f"{key}={old.get(key)!r} there, {new[key]!r} now"
@@ -349,9 +360,37 @@ def check_resumable(config: RunConfig, run_dir: Path) -> None:
     ]
     if diffs:
         raise ValueError(
-            f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); use another "
-            "results_path or delete the directory"
+            f"{run_dir} holds checkpoints of a run with other settings ({'; '.join(diffs)}); "
+            f"rerun with the settings in its {CONFIG_FILE} to resume it, or use another "
+            "results_path"
         )
+
+
+def purge_events_after(directory: Path, step: Optional[int]) -> None:
+    """Drops the TensorBoard summaries of steps after `step` (all of them for None) from the
+    event files in `directory`: a resumed run logs those steps again, and each step must appear
+    once. An event file cut short by a kill keeps its readable part."""
+    if not directory.is_dir():
+        return
+    last = -1 if step is None else step
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        kept, dropped = [], False
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                if event.HasField("summary") and event.step > last:
+                    dropped = True
+                else:
+                    kept.append(event)
+        except tf.errors.DataLossError:
+            dropped = True
+        if not dropped:
+            continue
+        if not any(event.HasField("summary") for event in kept):
+            path.unlink()
+            continue
+        with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+            for event in kept:
+                writer.write(event.SerializeToString())
 
 
 def _say(message: str, verbose: bool) -> None:
@@ -369,44 +408,68 @@ def _load_results(run_dir: Path) -> Optional[Dict[str, Any]]:
         return None  # an unreadable file is recomputed
 
 
+def _complete_results(config: RunConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The saved results when they belong to the run's final checkpoint (found without writing
+    anything, so a finished run can be rerun from a read-only folder)."""
+    steps = checkpoint_steps(run_dir)
+    if not steps or not (run_dir / CONFIG_FILE).is_file():
+        return None
+    saved = _load_results(run_dir)
+    if (
+        saved is not None
+        and saved.get("step") == steps[-1]
+        and saved.get("num_predict_samples") == config.num_predict_samples
+        and steps[-1] >= config.iterations
+    ):
+        return saved
+    return None
+
+
 def train(config: RunConfig, progress: bool = True) -> Dict[str, Any]:
     """Trains the run of `config` to config.iterations and returns its results (as saved in
     <run_dir>/results.json).
 
-    Resumes from the latest checkpoint; returns the saved results at once when they belong to a
-    final checkpoint. On SIGINT or SIGTERM saves a checkpoint and raises TrainingInterrupted (a
-    KeyboardInterrupt). Raises ValueError (DataError for data problems) for bad settings before
-    anything is written."""
-    if config.checkpoint_freq < 1:
-        raise ValueError(f"checkpoint_freq must be at least 1, got {config.checkpoint_freq}")
-    if config.iterations < 0:
-        raise ValueError(f"iterations must be non-negative, got {config.iterations}")
-    if config.num_predict_samples < 1:
-        raise ValueError(
-            f"num_predict_samples must be at least 1, got {config.num_predict_samples}"
-        )
+    Resumes from the newest readable checkpoint; returns the saved results at once when they
+    belong to a final checkpoint. On SIGINT or SIGTERM saves a checkpoint and raises
+    TrainingInterrupted (a KeyboardInterrupt). Raises ValueError (ConfigError, DataError) for
+    bad settings before anything is written, RunLockedError when another process trains in the
+    run folder, and NonFiniteError, without saving, when the bound or parameters become
+    non-finite."""
+    config = config.validated()
     run_dir = config.run_dir()
     model, trainer, data = build_run(config)  # validates the settings and the data
     check_resumable(config, run_dir)
-    save_config(config, run_dir)
+    saved = _complete_results(config, run_dir)
+    if saved is not None:
+        _say(
+            f"{run_dir.name}: complete at step {saved['step']}; results.json is up to date",
+            progress,
+        )
+        return saved
+    with RunLock(run_dir):
+        return _train_locked(config, run_dir, model, trainer, data, progress)
+
+
+def _train_locked(
+    config: RunConfig,
+    run_dir: Path,
+    model: DeepGP,
+    trainer: Trainer,
+    data: RegressionData,
+    progress: bool,
+) -> Dict[str, Any]:
     checkpoints = RunCheckpoints(trainer, run_dir)
+    # Restore before config.json is written: a failed restore leaves the folder as it was.
     start = checkpoints.restore()
+    save_config(config, run_dir)
     if start is not None:
-        saved = _load_results(run_dir)
-        if (
-            saved is not None
-            and saved.get("step") == start
-            and saved.get("num_predict_samples") == config.num_predict_samples
-            and start >= config.iterations
-        ):
-            _say(f"{run_dir.name}: complete at step {start}; results.json is up to date", progress)
-            return saved
         _say(f"{run_dir.name}: resuming from step {start}", progress)
     if start is not None and start > config.iterations:
         _say(
             f"{run_dir.name}: checkpoint step {start} is past iterations={config.iterations}",
             progress,
         )
+    purge_events_after(run_dir / TENSORBOARD_DIR, start)
 
     logger = _RunLogger(model, data, config, run_dir)
     session = _Session(trainer, checkpoints, logger, config, progress)
@@ -421,6 +484,8 @@ def train(config: RunConfig, progress: bool = True) -> Dict[str, Any]:
             _say(f"{run_dir.name}: interrupted at step {step}; checkpoint saved", progress)
             signum = err.signum if isinstance(err, TrainingInterrupted) else signal.SIGINT
             raise TrainingInterrupted(signum, step) from err
+        finally:
+            logger.writer.flush()
     step = int(trainer.step.numpy())
     results: Dict[str, Any] = {"run_name": config.run_name, "step": step}
     results.update(final_results(model, data, config))
@@ -446,12 +511,36 @@ class _Session:
         self.config = config
         self.progress = progress
         self.guard: Optional[_SignalGuard] = None
-        self.last_saved: Optional[int] = checkpoints.steps()[-1] if checkpoints.steps() else None
+        self.last_saved: Optional[int] = checkpoints.restored
+        self.last_step = int(trainer.step.numpy())
+
+    def _stop(self, step: int, what: str) -> "NonFiniteError":
+        last = (
+            f"step {self.last_saved} ({self.checkpoints.prefix(self.last_saved)})"
+            if self.last_saved is not None
+            else "none (no checkpoint was saved)"
+        )
+        return NonFiniteError(
+            f"{self.config.run_name}: {what} not finite at step {step}; training stopped "
+            f"without saving; last good checkpoint: {last}"
+        )
+
+    def _check_parameters(self, step: int) -> None:
+        bad = []
+        for path, value in gpflow.utilities.parameter_dict(self.trainer.model).items():
+            if isinstance(value, gpflow.Parameter):
+                value = value.unconstrained_variable
+            if value.dtype.is_floating and not np.all(np.isfinite(value.numpy())):
+                bad.append(path.lstrip("."))
+        if bad:
+            raise self._stop(step, f"parameters {', '.join(bad[:3])} are")
 
     def save(self) -> int:
-        """Checkpoints the current step (once), with signals held back while it is written."""
+        """Checkpoints the current step (once), with signals held back while it is written;
+        never from non-finite parameters."""
         step = int(self.trainer.step.numpy())
         if step != self.last_saved:
+            self._check_parameters(step)
             with self.guard.deferred() if self.guard else nullcontext():
                 self.checkpoints.save()
                 self.logger.writer.flush()
@@ -459,6 +548,9 @@ class _Session:
         return step
 
     def callback(self, step: int, bound: float) -> None:
+        self.last_step = step
+        if not math.isfinite(bound):
+            raise self._stop(step, f"the bound ({bound}) is")
         cfg = self.config
         if _every(cfg.log_main_freq, step):
             self.logger.main(step, bound, self.trainer.learning_rates())
@@ -470,9 +562,11 @@ class _Session:
             self.save()
 
     def run(self) -> None:
-        self.trainer.fit(self.config.iterations, self.callback, progress=self.progress)
-
-
-def results_file(config: RunConfig) -> Path:
-    """Where train(config) writes its results."""
-    return config.run_dir() / RESULTS_FILE
+        try:
+            self.trainer.fit(self.config.iterations, self.callback, progress=self.progress)
+        except tf.errors.InvalidArgumentError as err:
+            # assert_no_nans's check, or GPflow's check of a natural-gradient update
+            if "not finite" not in str(err) and "NaN or Inf" not in str(err):
+                raise
+            # The step counter of a failed compiled step is unreliable; the callback's is not.
+            raise self._stop(self.last_step + 1, "parameters are") from err

@@ -18,16 +18,18 @@ in <run>/evaluation.json. Runs still to train are listed with their train.py com
 Exit status: 0 when every dataset has its splits, 3 when some are short, 2 when none qualify.
 """
 
-import os
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dgp_snr.scripting import import_tensorflow_quietly, one_line_warnings  # noqa: E402
+
+import_tensorflow_quietly()
 
 from dgp_snr.evaluation import DEFAULT_MAX_ELEMENTS, evaluate_run, evaluate_target  # noqa: E402
+from dgp_snr.io import describe_write_error  # noqa: E402
 from dgp_snr.protocol import (  # noqa: E402
     ELBO_REPEATS,
     PAPER_ITERATIONS,
@@ -70,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recompute", action="store_true", help="ignore cached results")
     parser.add_argument("--progress", action="store_true", help="progress bars")
     args = parser.parse_intermixed_args(argv)
+    one_line_warnings("evaluate.py")
+    args.results_path = str(Path(args.results_path).expanduser())
     common = dict(
         num_samples=args.num_samples,
         repeats=args.repeats,
@@ -110,6 +114,9 @@ def main(argv=None) -> int:
         )
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"evaluate.py: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. a read-only results folder; the values were printed above
+        print(f"evaluate.py: {describe_write_error(err)}", file=sys.stderr)
         return 1
     for metric, path in report.written.items():
         print(f"wrote {path} ({len(report.evaluated)} runs)")

@@ -11,14 +11,15 @@ partial data; with `all`, when at least one was drawn), 2 when none of the input
 bad input (e.g. a corrupt dump or data file).
 """
 
-import os
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 from dgp_snr.plotting import FIGURES, FIGURES_DIR, MissingInputsError  # noqa: E402
 from dgp_snr.protocol import PAPER_ITERATIONS  # noqa: E402

@@ -9,14 +9,11 @@ Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz; existing files 
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ESTIMATORS = ("reg", "stl", "dreg")  # checked again by the library
 
@@ -55,10 +52,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     # Imported after parsing, so that usage errors come without TensorFlow's start-up.
+    from dgp_snr.scripting import import_tensorflow_quietly, one_line_warnings
+
+    import_tensorflow_quietly()
+    one_line_warnings("sample_gradients.py")
+    from dgp_snr.io import describe_write_error
     from dgp_snr.sample_run import sample_gradients
 
     for run in args.runs:
-        run_dir = Path(args.results_path) / run if args.results_path else Path(run)
+        run_dir = Path(args.results_path).expanduser() / run if args.results_path else Path(run)
         try:
             written = sample_gradients(
                 run_dir,
@@ -71,8 +73,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 step=args.step,
                 progress=not args.no_progress,
             )
-        except (ValueError, FileNotFoundError) as err:
+        except ValueError as err:
             print(f"sample_gradients.py: error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:  # FileNotFoundError, or a write failure naming its path
+            text = str(err) if isinstance(err, FileNotFoundError) else describe_write_error(err)
+            print(f"sample_gradients.py: error: {text}", file=sys.stderr)
             return 2
         print(f"{run_dir}: wrote {len(written)} file(s)", file=sys.stderr)
     return 0

@@ -8,6 +8,9 @@ the same command again resumes it from its latest checkpoint. Sacred records eve
 <results_path>/sacred unless --file_storage=DIR (or -u) says otherwise; its other observers
 (-m, --sql, ...) come with its own flags. Settings and defaults: `python experiments/train.py
 print_config`.
+
+Config files (`with settings.json`) must be plain JSON (or YAML with PyYAML): jsonpickle's
+'py/' tags and pickle files are refused, since loading them could run code.
 """
 
 import os
@@ -16,13 +19,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-# TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN) unless the user asks for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dgp_snr.scripting import (  # noqa: E402
+    check_config_files,
+    import_tensorflow_quietly,
+    install_safe_config_loaders,
+    one_line_warnings,
+)
+
+import_tensorflow_quietly()
 
 from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
 
+from dgp_snr.io import RunLockedError, describe_write_error  # noqa: E402
 from dgp_snr.runs import RunConfig  # noqa: E402
 from dgp_snr.train_run import TrainingInterrupted, train  # noqa: E402
 
@@ -33,10 +44,18 @@ SETTINGS.CAPTURE_MODE = "sys"
 ex = Experiment("dgp_snr_train")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
 ex.add_config(asdict(RunConfig()))  # one place for the defaults: RunConfig
+install_safe_config_loaders()  # config files are plain JSON/YAML: no jsonpickle, no pickle
 
 # Either flag replaces the default file observer.
 _OBSERVER_FLAGS = ("--file_storage", "--unobserved")
 _options: dict = {}
+
+
+def _fail(err: BaseException, status: int) -> None:
+    """One line on stderr, then exit (sacred records the run as failed)."""
+    text = describe_write_error(err) if isinstance(err, OSError) else str(err)
+    print(f"train.py: error: {text}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 @ex.option_hook
@@ -46,9 +65,14 @@ def _remember_options(options: dict) -> None:
 
 @ex.config_hook
 def _resolve(config: dict, command_name: str, logger) -> dict:
-    """seed None means the split (as in the reference); a relative results_path is relative to
-    the current directory. Adds the default file observer."""
-    updates = {"results_path": os.path.abspath(config["results_path"])}
+    """Checks every setting before sacred seeds or writes anything. seed None means the split
+    (as in the reference); a relative results_path is relative to the current directory, ~ is
+    the home directory. Adds the default file observer."""
+    try:
+        RunConfig.from_dict(config).validated()
+    except ValueError as err:
+        _fail(err, 2)
+    updates = {"results_path": os.path.abspath(os.path.expanduser(config["results_path"]))}
     if config.get("seed") is None:
         updates["seed"] = config["split"]  # before sacred would draw a random one
     wants_default = not any(_options.get(flag) for flag in _OBSERVER_FLAGS)
@@ -59,10 +83,21 @@ def _resolve(config: dict, command_name: str, logger) -> dict:
 
 @ex.main
 def main(_config: dict) -> dict:
-    return train(RunConfig.from_dict(_config))
+    try:
+        return train(RunConfig.from_dict(_config))
+    except (ValueError, OSError, FloatingPointError, RunLockedError) as err:
+        # ValueError includes ConfigError, DataError and DamagedCheckpointError;
+        # FloatingPointError: training became non-finite (nothing was saved from it).
+        _fail(err, 1)
 
 
 if __name__ == "__main__":
+    one_line_warnings("train.py")
+    try:
+        check_config_files(sys.argv[1:])
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
     try:
         ex.run_commandline()
     except TrainingInterrupted as err:

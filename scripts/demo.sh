@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
+# TensorFlow's C++ logging below warnings stays quiet (the scripts also hold back its start-up
+# lines), so the progress bars, the result and the figure's path are what the user sees.
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 RESULTS=${RESULTS:-results}
 ITERATIONS=${ITERATIONS:-1500}
 RUN=demo_normalized_L1_IWAE_SF0_K50_BS64_reg

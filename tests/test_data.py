@@ -6,7 +6,9 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import re
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -367,21 +369,47 @@ def test_ragged_and_non_numeric_files_are_errors(fake_yacht):
         get_regression_data("yacht")
 
 
-def test_file_without_manifest_is_checked_against_the_definition(tmp_path, monkeypatch):
+def test_file_without_manifest_is_checked_against_the_reference(tmp_path, monkeypatch):
     directory = tmp_path / "plain"
     table = np.random.RandomState(0).normal(size=(308, 7))
     write_gz(directory / "yacht.csv.gz", csv_text(table))
     monkeypatch.setenv("DGP_SNR_DATA", str(directory))
-    assert get_regression_data("yacht").N == 277
-    write_gz(directory / "yacht.csv.gz", csv_text(table[:, :6]))
-    with pytest.raises(DataError, match="holds 308 rows x 6 columns"):
+    with pytest.raises(
+        DataError, match=r"yacht.csv.gz has no manifest entry and differs from the reference"
+    ):
         get_regression_data("yacht")
+    # A copy recorded in the manifest is checked against its entry instead.
+    sha = write_gz(directory / "yacht.csv.gz", csv_text(table))
+    write_manifest(directory, {"yacht": {"N": 308, "D": 6, "sha256_uncompressed": sha}})
+    assert get_regression_data("yacht").N == 277
+
+
+@needs_shared
+def test_reference_copy_without_manifest_loads(tmp_path, monkeypatch):
+    directory = tmp_path / "plain"
+    directory.mkdir()
+    shutil.copy(SHARED / "yacht.csv.gz", directory / "yacht.csv.gz")
+    monkeypatch.setenv("DGP_SNR_DATA", str(directory))
+    assert get_regression_data("yacht").N == 277
+
+
+def test_list_and_fetch_report_a_damaged_file(tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "plain"
+    directory.mkdir()
+    (directory / "yacht.csv.gz").write_bytes(b"\x1f\x8b\x08\x00truncated")
+    monkeypatch.setenv("DGP_SNR_DATA", str(directory))
+    assert cli_main(["list"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"yacht .*damaged: .*yacht.csv.gz is truncated or corrupt", out)
+    assert cli_main(["fetch", "yacht"]) == 1
+    assert "yacht.csv.gz is truncated or corrupt" in capsys.readouterr().err
 
 
 def test_missing_data_dir_falls_back_to_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DGP_SNR_DATA", str(tmp_path / "does-not-exist"))
     table = np.random.RandomState(0).normal(size=(308, 7))
-    write_gz(tmp_path / "cache" / "yacht.csv.gz", csv_text(table))
+    sha = write_gz(tmp_path / "cache" / "yacht.csv.gz", csv_text(table))
+    write_manifest(tmp_path / "cache", {"yacht": {"sha256_uncompressed": sha}})
     data = get_regression_data("yacht")
     np.testing.assert_allclose(data.Y_mean[0, 0], table[:, -1].mean(), rtol=1e-12)
 

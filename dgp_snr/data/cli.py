@@ -20,10 +20,13 @@ downloaded into the cache on first use. The "wilson_" sets must be installed fro
 def _list(_: argparse.Namespace) -> int:
     print(f"data dir: {data_dir() or f'(${DATA_ENV} not set)'}")
     print(f"cache:    {cache_dir()}")
+    damaged = 0
     for name, dataset in REGISTRY.items():
         size = f"N={dataset.N:<6} D={dataset.D:<3}" if isinstance(dataset, FileDataset) else ""
-        print(f"{name:<16} {size:<15} {dataset.status()}")
-    return 0
+        status = dataset.status()
+        damaged += status.startswith("damaged")
+        print(f"{name:<16} {size:<15} {status}")
+    return 1 if damaged else 0
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -33,7 +36,8 @@ def _fetch(args: argparse.Namespace) -> int:
             print(f"{name}: synthetic, nothing to fetch")
             continue
         found = dataset.locate()
-        path = found[0] if found is not None else dataset.fetch()[0]
+        path, entry = found if found is not None else dataset.fetch()
+        dataset.read(path, entry)  # a damaged file is an error, not "found"
         print(f"{name}: {path}")
     return 0
 
@@ -46,7 +50,8 @@ def _install_wilson(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the data command line; returns the exit status (0 ok, 1 data error, 2 usage)."""
+    """Run the data command line; returns the exit status (0 ok, 1 data error or a damaged file,
+    2 usage)."""
     parser = argparse.ArgumentParser(
         prog="dgp-snr-data",
         description="Manage the regression datasets of dgp-snr.",

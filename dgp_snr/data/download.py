@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from dgp_snr.io import WriteError, atomic_path
+
 from .core import DataError
 
 UCI_BASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/"
@@ -35,15 +37,15 @@ def uci_url(relative_path: str) -> str:
 def download(url: str, destination: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> int:
     """Download ``url`` to ``destination``; returns the number of bytes.
 
-    The bytes go to ``<destination>.part`` first and are renamed only when complete (the length
-    announced by the server, if any, is checked), so a failure leaves no file behind.
+    The bytes go to a temporary file beside ``destination`` and are renamed only when complete
+    (the length announced by the server, if any, is checked), so a failure leaves no file
+    behind.
     """
-    partial = destination.with_name(destination.name + ".part")
     request = urllib.request.Request(url, headers={"User-Agent": "dgp-snr-data"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(
-            partial, "wb"
-        ) as handle:
+        with atomic_path(destination) as partial, urllib.request.urlopen(
+            request, timeout=timeout
+        ) as response, open(partial, "wb") as handle:
             expected = response.headers.get("Content-Length")
             expected = int(expected) if expected and expected.isdigit() else None
             received = 0
@@ -56,32 +58,19 @@ def download(url: str, destination: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -
                 raise DataError(
                     f"incomplete download of {url}: got {received} of {expected} bytes"
                 )
-        os.replace(partial, destination)
         return received
-    except DataError:
-        _remove(partial)
+    except (DataError, WriteError):
         raise
     except urllib.error.HTTPError as error:
-        _remove(partial)
         raise DataError(f"download of {url} failed: HTTP {error.code} {error.reason}") from error
     except http.client.IncompleteRead as error:
-        _remove(partial)
         raise DataError(
             f"incomplete download of {url}: the connection closed after "
             f"{len(error.partial)} bytes of a chunk"
         ) from error
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        _remove(partial)
         reason = getattr(error, "reason", error)
         raise DataError(f"download of {url} failed: {reason}") from error
-    except BaseException:
-        _remove(partial)
-        raise
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 class _NoProgress:

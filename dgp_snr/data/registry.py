@@ -96,17 +96,29 @@ class FileDataset(Dataset):
             f"{self.how_to_obtain()}"
         )
 
+    def read(self, path: Path, entry: dict | None) -> np.ndarray:
+        """The verified table of the prepared file (DataError naming it when damaged)."""
+        return read_prepared(path, self.name, self.shape, entry, self.reference_sha256)
+
     def load(self, split: int) -> RegressionData:
         found = self.locate()
         path, entry = found if found is not None else self.fetch()
-        table = read_prepared(path, self.name, self.shape, entry)
-        return split_table(self.name, split, table)
+        return split_table(self.name, split, self.read(path, entry))
+
+    def found_status(self) -> str | None:
+        """ "found: <path>" for a file that reads and verifies, "damaged: <why>" for one that
+        does not, None when there is no file."""
+        found = self.locate()
+        if found is None:
+            return None
+        try:
+            self.read(*found)
+        except DataError as error:
+            return f"damaged: {error}"
+        return f"found: {found[0]}"
 
     def status(self) -> str:
-        found = self.locate()
-        if found is not None:
-            return f"found: {found[0]}"
-        return "missing"
+        return self.found_status() or "missing"
 
     def check_reference(self, entry: dict, origin: str) -> None:
         """Warn when a freshly prepared file differs from the reference copy."""
@@ -163,8 +175,7 @@ class UCIDataset(FileDataset):
         return target_dir / entry["file"], entry
 
     def status(self) -> str:
-        found = self.locate()
-        return f"found: {found[0]}" if found is not None else f"downloadable: {self.url}"
+        return self.found_status() or f"downloadable: {self.url}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,8 +203,7 @@ class WilsonDataset(FileDataset):
         )
 
     def status(self) -> str:
-        found = self.locate()
-        return f"found: {found[0]}" if found is not None else "missing: needs install-wilson"
+        return self.found_status() or "missing: needs install-wilson"
 
 
 def _searched_locations() -> str:

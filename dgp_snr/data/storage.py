@@ -17,13 +17,14 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from dgp_snr.io import atomic_path
 
 from .core import DataError
 
@@ -88,16 +89,28 @@ def sha256_hex(payload: bytes) -> str:
 
 
 def read_prepared(
-    path: Path, name: str, shape: tuple[int, int] | None, entry: dict | None
+    path: Path,
+    name: str,
+    shape: tuple[int, int] | None,
+    entry: dict | None,
+    reference_sha256: str | None = None,
 ) -> np.ndarray:
     """Read, verify and parse a prepared ``.csv.gz`` file into a read-only float64 array.
 
     ``shape`` (N, D + 1) is what the dataset's definition expects (None: anything); ``entry`` is
-    the file's manifest entry, whose sha256 and N, D are checked when present. Any mismatch or
-    damage raises a DataError naming the file.
+    the file's manifest entry, whose sha256 and N, D are checked when present. A file without a
+    manifest checksum is compared with ``reference_sha256`` (the registry's reference copy)
+    instead. Any mismatch or damage raises a DataError naming the file.
     """
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, shape, _entry_key(entry))
+    key = (
+        str(path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        shape,
+        _entry_key(entry),
+        reference_sha256,
+    )
     if key in _TABLE_CACHE:
         return _TABLE_CACHE[key]
 
@@ -117,6 +130,14 @@ def read_prepared(
             raise DataError(
                 f"{path} fails its checksum: sha256 of the uncompressed data is {actual}, the "
                 f"manifest says {entry['sha256_uncompressed']}; {hint}"
+            )
+    elif reference_sha256:
+        actual = sha256_hex(payload)
+        if actual != reference_sha256:
+            raise DataError(
+                f"{path} has no manifest entry and differs from the reference copy of {name!r} "
+                f"(sha256 of the uncompressed data {actual} != {reference_sha256}); {hint}, or "
+                f"record this copy in {path.parent / MANIFEST_NAME}"
             )
 
     try:
@@ -201,24 +222,14 @@ def _directory_lock(directory: Path) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, payload: bytes, compress: bool) -> None:
-    """Write to a temporary file in the same directory, then rename it over ``path``."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if compress:
-                # mtime=0 and no file name make the .gz bytes reproducible.
-                with gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
-                    gz.write(payload)
-            else:
-                handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    """Write ``payload`` (gzipped when ``compress``) over ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        if compress:
+            # mtime=0 and no file name make the .gz bytes reproducible.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
+                gz.write(payload)
+        else:
+            handle.write(payload)
 
 
 def write_prepared(directory: Path, name: str, table: np.ndarray, source: str) -> dict:

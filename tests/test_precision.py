@@ -21,7 +21,7 @@ from dgp_snr.builder import build_model
 from dgp_snr.conditionals import whitened_marginals
 from dgp_snr.gradients import EncoderGradientSampler, bound_and_gradients, snr
 from dgp_snr.precision import FLOAT64, MIXED, PRECISIONS, Precision, get_precision
-from dgp_snr.runs import CONFIG_FILE, RunConfig, load_config
+from dgp_snr.runs import CONFIG_FILE, RunConfig, build_run, load_config
 
 U32 = 2.0**-24  # float32 unit roundoff
 RTOL = 1e-5  # see the module docstring
@@ -51,6 +51,9 @@ def test_run_config_carries_the_precision_and_old_folders_read_as_float64(tmp_pa
     (tmp_path / CONFIG_FILE).write_text(json.dumps(old))
     assert load_config(tmp_path).precision == "float64"
     assert RunConfig.from_dict({"precision": "mixed"}).precision == "mixed"
+    config = RunConfig(dataset="demo_normalized", configuration="L1", M=8, precision="mixed")
+    model, _, _ = build_run(config)
+    assert model.precision == "mixed"
 
 
 def test_precision_changes_no_parameter_and_checkpoints_interchange(tmp_path):

@@ -326,6 +326,16 @@ def bench_test_ll_memory(quick: bool) -> Dict[str, float]:
     }
 
 
+def _logged(bench: Callable[..., Dict], *args: object) -> Dict:
+    """Runs one benchmark section, noting its start and wall time on stderr (progress for a
+    run of many minutes; the JSON on stdout stays clean)."""
+    print(f"{bench.__name__} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    out = bench(*args)
+    print(f"{bench.__name__}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
@@ -336,15 +346,19 @@ def main() -> None:
         "tensorflow": tf.__version__,
         "quick": args.quick,
     }
-    result.update(bench_gemm())
-    result.update(bench_training(args.quick))
+    result.update(
+        _logged(
+            bench_gemm,
+        )
+    )
+    result.update(_logged(bench_training, args.quick))
     result["train_fraction_of_matmul"] = (
         result["train_gflops_achieved"] / result["matmul_gflops"]  # type: ignore[operator]
     )
-    result.update(bench_gradient_sampling(args.quick))
-    result.update(bench_figure1(args.quick))
-    result.update(bench_figure3(args.quick))
-    result.update(bench_test_ll_memory(args.quick))
+    result.update(_logged(bench_gradient_sampling, args.quick))
+    result.update(_logged(bench_figure1, args.quick))
+    result.update(_logged(bench_figure3, args.quick))
+    result.update(_logged(bench_test_ll_memory, args.quick))
     result["self_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result, indent=2))
 

@@ -36,6 +36,7 @@ from dgp_snr.data import get_regression_data  # noqa: E402
 from dgp_snr.gradients import EncoderGradientSampler  # noqa: E402
 from dgp_snr.layers import GPLayer  # noqa: E402
 from dgp_snr.models import DeepGP  # noqa: E402
+from dgp_snr.precision import MIXED  # noqa: E402
 from dgp_snr.training import Trainer, TrainingConfig  # noqa: E402
 
 FIGURE1_KS = [1] + list(range(5, 101, 5))
@@ -103,7 +104,9 @@ def matmul_gflops(
 
 def bench_gemm() -> Dict[str, float]:
     """TensorFlow's float64 and float32 GEMM rates: 1024² and the hidden layer's quadratic-form
-    shape (5 x 128 rows of q_sqrt times the 128 x 3,200 projection)."""
+    shape (5 x 128 rows of q_sqrt times the 128 x 3,200 projection). Full float32, as mixed
+    precision runs it (TensorFloat-32 off on GPUs)."""
+    MIXED.require_full_float32()
     out = {}
     for dtype in (tf.float64, tf.float32):
         out[f"gemm_gflops_{dtype.name}"] = matmul_gflops(dtype=dtype)

@@ -162,6 +162,7 @@ class GPLayer(gpflow.base.Module):
     ) -> None:
         super().__init__(name=name)
         self.precision = get_precision(precision)
+        self.precision.require_full_float32()
         M = inducing_points.shape[0]
         self.kernel = kernel
         self.Z = gpflow.Parameter(inducing_points, name="Z")

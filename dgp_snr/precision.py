@@ -63,6 +63,14 @@ class Precision:
         """A copy of x in the products' dtype (x itself in float64 mode)."""
         return tf.cast(x, self.low_dtype) if self.mixed else x
 
+    def require_full_float32(self) -> None:
+        """In mixed mode, turns off TensorFloat-32: on Ampere and newer NVIDIA GPUs TensorFlow
+        otherwise multiplies float32 matrices with 10-bit mantissas (relative error ~5e-4), 50x
+        the error budget above. Process-wide (TensorFlow has no per-op switch); a no-op on
+        CPUs and for float64."""
+        if self.mixed and tf.config.experimental.tensor_float_32_execution_enabled():
+            tf.config.experimental.enable_tensor_float_32_execution(False)
+
     @staticmethod
     def high(x: tf.Tensor) -> tf.Tensor:
         """x back in float64 (x itself when it is float64 already)."""

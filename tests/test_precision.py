@@ -261,4 +261,5 @@ def test_training_in_each_precision_ends_at_the_same_elbo(winered):
     )
     assert np.isfinite([e64, e32, other]).all()
     tolerance = 4.0 * np.hypot(s64, s32) + 3.0 * abs(e64 - other)
+    print(f"ELBO float64 {e64:.2f} ± {s64:.2f}, mixed {e32:.2f} ± {s32:.2f}, seed 1 {other:.2f}")
     assert abs(e32 - e64) <= tolerance, (e64, e32, other, s64, s32)

@@ -1,6 +1,6 @@
 """Speed and memory benchmark: prints one JSON object.
 
-    python benchmarks/run.py           # full (about 25 minutes on a 2-core CPU)
+    python benchmarks/run.py           # full (about 30 minutes on a 2-core CPU)
     python benchmarks/run.py --quick   # smaller counts, a few minutes
 
 All numbers come from one process, so ratios between them are meaningful even on a noisy

@@ -26,6 +26,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "black>=24", "ruff>=0.5"],
+        # the CUDA build of TensorFlow, for a machine with an NVIDIA GPU (Linux)
+        "cuda": ["tensorflow[and-cuda]==2.21.*"],
     },
     entry_points={
         "console_scripts": ["dgp-snr-data=dgp_snr.data.cli:main"],

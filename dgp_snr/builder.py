@@ -12,6 +12,7 @@ from scipy.cluster.vq import kmeans2
 from dgp_snr.estimators import check_compatible
 from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
 from dgp_snr.models import MODES, DeepGP
+from dgp_snr.precision import get_precision
 
 QZ_MODES = ("encoder", "fix_mu_sigma")
 _TOKEN = re.compile(r"^([LG])(\d+)$")
@@ -131,14 +132,18 @@ def build_model(
     estimator: Optional[str] = None,
     seed: int = 0,
     mixing_init: str = "reference",
+    precision: str = "float64",
 ) -> DeepGP:
     """The initialised DeepGP for a configuration string, on data X [N, D], Y [N, 1].
 
     `estimator`, when given, is checked against the structure (DReG needs the latent layer
     first; STL and DReG need importance weights, so not the VI mode). `mixing_init` chooses the
-    hidden layers' initial mixing matrix (see `mixing_matrix`).
+    hidden layers' initial mixing matrix (see `mixing_matrix`). `precision` is "float64" (the
+    paper's) or "mixed" (the GP layers' large products in float32; see dgp_snr.precision); it
+    changes no parameter, so either can restore the other's checkpoints.
     """
     specs = parse_configuration(configuration)
+    policy = get_precision(precision)  # ValueError naming the known precisions
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
     if mixing_init not in MIXING_INITS:
@@ -181,12 +186,17 @@ def build_model(
                 mean_function=mean_function,
                 mixing=mixing_matrix(X, spec.width, mixing_init),
                 q_sqrt_scale=1e-5,
+                precision=policy,
             )
             if fix_linear:
                 gpflow.set_trainable(layer.mixing, False)
                 gpflow.set_trainable(mean_function, False)
             layers.append(layer)
             D_in = D
-    layers.append(GPLayer(_rbf(D_in, train_variance=True), _padded_inducing(Z_x, D_in, rng)))
+    layers.append(
+        GPLayer(
+            _rbf(D_in, train_variance=True), _padded_inducing(Z_x, D_in, rng), precision=policy
+        )
+    )
     likelihood = gpflow.likelihoods.Gaussian(variance=likelihood_variance)
     return DeepGP(layers, likelihood, N, mode=mode, num_samples=num_samples, beta=beta, seed=seed)

@@ -17,6 +17,7 @@ from check_shapes import check_shapes
 from gpflow.utilities import triangular
 
 from dgp_snr.conditionals import whitened_cov_over_samples, whitened_marginals
+from dgp_snr.precision import Precision, get_precision
 
 tfd = tfp.distributions
 
@@ -165,6 +166,9 @@ class GPLayer(Layer):
     layer). A sample draws each latent g from its marginal at every input and then mixes, as the
     reference's runs did, so the D_out outputs are correlated (covariance W diag(v_g) Wᵀ).
     `full_cov=True` (single output, no mixing) samples the K samples of each point jointly.
+    `precision` ("float64" or "mixed", see dgp_snr.precision) sets the dtype of the large
+    products of the marginals; the joint full_cov sampling always runs in float64, as its
+    Cholesky's jitter (1e-6) is too close to float32's rounding of the K x K covariance.
     """
 
     def __init__(
@@ -176,9 +180,12 @@ class GPLayer(Layer):
         mixing: Optional[np.ndarray] = None,
         q_sqrt_scale: float = 1.0,
         full_cov: bool = False,
+        precision: str | Precision = "float64",
         name: Optional[str] = None,
     ) -> None:
         super().__init__(name=name)
+        self.precision = get_precision(precision)
+        self.precision.require_full_float32()
         M = inducing_points.shape[0]
         self.kernel = kernel
         self.Z = gpflow.Parameter(inducing_points, name="Z")
@@ -228,7 +235,9 @@ class GPLayer(Layer):
         """Mean and marginal variance [B, K, D_out] of the layer's outputs."""
         shape = tf.shape(H)
         H_flat = tf.reshape(H, [-1, shape[-1]])
-        mean, var = whitened_marginals(self.kernel, self.Z, H_flat, self.q_mu, self.q_sqrt)
+        mean, var = whitened_marginals(
+            self.kernel, self.Z, H_flat, self.q_mu, self.q_sqrt, self.precision
+        )
         if self.mixing is not None:
             mean = tf.linalg.matmul(mean, self.mixing, transpose_b=True)
             var = tf.linalg.matmul(var, tf.square(self.mixing), transpose_b=True)
@@ -242,7 +251,9 @@ class GPLayer(Layer):
         if self.mixing is not None:
             shape = tf.shape(H)
             H_flat = tf.reshape(H, [-1, shape[-1]])
-            g_mean, g_var = whitened_marginals(self.kernel, self.Z, H_flat, self.q_mu, self.q_sqrt)
+            g_mean, g_var = whitened_marginals(
+                self.kernel, self.Z, H_flat, self.q_mu, self.q_sqrt, self.precision
+            )
             g = g_mean + tf.sqrt(g_var) * tf.reshape(eps, [-1, self.num_latent_gps])  # [BK, k]
             f = tf.linalg.matmul(g, self.mixing, transpose_b=True) + self.mean_function(H_flat)
             return tf.reshape(f, tf.concat([shape[:-1], [self.num_outputs]], 0))

@@ -77,6 +77,12 @@ class DeepGP(gpflow.base.Module):
         return [layer for layer in self.layers if isinstance(layer, GPLayer)]
 
     @property
+    def precision(self) -> str:
+        """The GP layers' precision ("float64" or "mixed"; see dgp_snr.precision)."""
+        names = {layer.precision.name for layer in self.gp_layers}
+        return names.pop() if len(names) == 1 else "+".join(sorted(names))
+
+    @property
     def encoder_variables(self) -> List[tf.Variable]:
         """The trainable variables phi of the encoders of q(w | x, y)."""
         return [v for layer in self.latent_layers for v in layer.encoder.trainable_variables]

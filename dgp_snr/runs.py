@@ -110,6 +110,7 @@ class RunConfig:
     encoder_lr_decay: float = 0.98
     fix_linear: bool = True
     mixing_init: str = "reference"  # hidden layers' mixing: the runs' Vh[:, :k], or "pca"
+    precision: str = "float64"  # or "mixed": the GP layers' large products in float32
     num_predict_samples: int = 2000
     estimator: str = "reg"
     optimizer: str = "adam"
@@ -274,6 +275,7 @@ def build_run(config: RunConfig) -> Tuple[DeepGP, Trainer, RegressionData]:
         beta=config.beta,
         estimator=config.estimator,
         seed=config.effective_seed,
+        precision=config.precision,
     )
     trainer = Trainer(model, data.X_train, data.Y_train, config.training_config())
     return model, trainer, data

@@ -22,6 +22,7 @@ from dgp_snr.data import RegressionData, get_regression_data
 from dgp_snr.data.core import NUM_SPLITS
 from dgp_snr.io import atomic_write_text, write_json
 from dgp_snr.models import DeepGP
+from dgp_snr.precision import PRECISIONS
 from dgp_snr.training import Trainer, TrainingConfig
 
 CONFIG_FILE = "config.json"
@@ -184,6 +185,11 @@ class RunConfig:
         if v["mixing_init"] not in MIXING_INITS:
             raise ConfigError(
                 f"mixing_init must be one of {', '.join(MIXING_INITS)}, got {self.mixing_init!r}"
+            )
+        v["precision"] = _str("precision", self.precision)
+        if v["precision"] not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         for name in ("name_suffix", "override_name"):
             value = getattr(self, name)

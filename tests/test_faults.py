@@ -266,6 +266,7 @@ def test_results_json_is_strict_json(tmp_path):
         (dict(minibatch_size=100000), "minibatch_size must be at most the 1998 training points"),
         (dict(fix_linear="yes"), "fix_linear must be true or false, got 'yes'"),
         (dict(mixing_init="svd"), "mixing_init must be one of reference, pca, got 'svd'"),
+        (dict(precision="half"), "precision must be one of float64, mixed, got 'half'"),
         (dict(name_suffix="a/b"), "name_suffix must be a plain folder name, got 'a/b'"),
         (dict(override_name="x", name_suffix="y"), "set override_name or name_suffix, not both"),
     ],

@@ -10,9 +10,10 @@ cluster (--cluster slurm|pbs|sge|lsf). The work is dgp_snr.sweep; see its cli mo
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from dgp_snr.sweep.cli import main  # noqa: E402
-
 if __name__ == "__main__":
+    # Imported here, not at the top: Dask's spawned workers re-import this file, and must not
+    # load TensorFlow (which the protocol's modules import) just to run subprocesses.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+    from dgp_snr.sweep.cli import main
+
     sys.exit(main())

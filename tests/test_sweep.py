@@ -120,9 +120,12 @@ def test_sql_observer_records_the_runs_in_sqlite(smoke):
     _, db, first, _, _ = smoke
     assert first.returncode == 0
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT status, config, result FROM run").fetchall()
+        rows = conn.execute("SELECT status, config, result, info FROM run").fetchall()
     assert len(rows) == 3
     assert {r[0] for r in rows} == {"COMPLETED"}
+    for _, _, result, info in rows:  # the test log-likelihood, and every result in info
+        assert result == json.loads(info)["results"]["test_loglik"]
+        assert json.loads(info)["results"]["step"] == 30
     configs = [json.loads(r[1]) for r in rows]
     assert sorted((c["estimator"], c["qz_mode"]) for c in configs) == [
         ("dreg", "encoder"),

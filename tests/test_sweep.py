@@ -178,8 +178,13 @@ def faulty(tmp_path_factory):
         if (run_dir / "checkpoints" / "checkpoint").is_file():
             for proc in psutil.process_iter(["cmdline"]):
                 cmd = " ".join(proc.info["cmdline"] or [])
-                if "train.py" in cmd and f"results_path={results}" in cmd and "=reg " in cmd:
-                    worker = proc.parent()
+                if f"results_path={results}" in cmd and all(
+                    part in cmd for part in ("train.py", "dataset=demo_normalized", "=reg ")
+                ):
+                    try:
+                        worker = proc.parent()  # the Dask worker process running the task
+                    except psutil.NoSuchProcess:
+                        continue
                     killed = worker.pid
                     os.kill(worker.pid, signal.SIGKILL)
                     break

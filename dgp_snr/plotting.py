@@ -92,6 +92,7 @@ from dgp_snr.protocol import (  # noqa: E402
     TABLE_1_SPLITS,
     TEST_REPEATS,
     TEST_SAMPLES,
+    run_state,
     sample_command,  # noqa: F401 (re-exported: plotting.sample_command)
 )
 from dgp_snr.protocol import targets as protocol_targets  # noqa: E402
@@ -623,6 +624,9 @@ def _data_rows(
     for dataset in datasets:
         pairs = sum(1 for (d, f, s) in rows if d == dataset and not f and (d, True, s) in rows)
         if pairs < splits:
+            for config in needs.spec.runs:
+                if config.dataset == dataset and run_state(config, iterations)[0] != "finished":
+                    needs.data(f"run {config.run_name} (not at {iterations} iterations)")
             needs.data(f"{path.name}: fewer than {splits} splits for {dataset}")
     return rows, preview
 

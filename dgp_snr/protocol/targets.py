@@ -8,7 +8,6 @@ evaluate.py reads its evaluation settings from it.
 """
 
 import os
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -41,6 +40,7 @@ from dgp_snr.protocol import (
     TABLE_1_SPLITS,
     TEST_REPEATS,
     TEST_SAMPLES,
+    _target_defaults,
     paper_config,
     run_state,
     sample_command,
@@ -137,34 +137,48 @@ class EvalJob:
 
         return list(target_files(self.target, self.results_path).values())
 
-    def complete(self) -> bool:
-        """Every data file exists, is not a preview and holds `splits` paired splits for every
-        dataset."""
+    def short_datasets(self) -> List[str]:
+        """The datasets with fewer than `splits` paired splits in the data files (all of them
+        when a file is missing, unreadable or a preview)."""
         from dgp_snr.evaluation import figure_data_is_preview, read_figure_data
 
+        short: List[str] = []
         for path in self.outputs():
             if not path.is_file() or figure_data_is_preview(path):
-                return False
+                return list(self.datasets)
             try:
                 rows = {(r.dataset, r.flag, r.split) for r in read_figure_data(path)}
             except (ValueError, OSError):
-                return False
+                return list(self.datasets)
             for dataset in self.datasets:
                 pairs = sum(
                     1 for d, f, s in rows if d == dataset and not f and (d, True, s) in rows
                 )
-                if pairs < self.splits:
-                    return False
-        return True
+                if pairs < self.splits and dataset not in short:
+                    short.append(dataset)
+        return short
+
+    def complete(self) -> bool:
+        """Every data file exists, is not a preview and holds `splits` paired splits for every
+        dataset."""
+        return not self.short_datasets()
 
     def command(self) -> str:
-        return (
-            f"python experiments/evaluate.py {self.target} "
-            f"--results_path {shlex.quote(str(self.results_path))} "
-            f"--datasets {','.join(self.datasets)} --splits {self.splits} "
-            f"--iterations {self.iterations} --num_samples {self.num_samples} "
-            f"--repeats {self.repeats} --elbo_repeats {self.elbo_repeats}"
+        """evaluate.py's command line; options at evaluate.py's (the paper's) defaults are left
+        out."""
+        from dgp_snr.protocol import evaluate_command
+
+        cmd = evaluate_command(
+            self.target, self.results_path, self.num_samples, self.repeats, self.iterations
         )
+        default_datasets, default_splits, _ = _target_defaults(self.target)
+        if tuple(self.datasets) != tuple(default_datasets):
+            cmd += f" --datasets {','.join(self.datasets)}"
+        if self.splits != default_splits:
+            cmd += f" --splits {self.splits}"
+        if self.target == "table_1" and self.elbo_repeats != ELBO_REPEATS:
+            cmd += f" --elbo_repeats {self.elbo_repeats}"
+        return cmd
 
 
 @dataclass
@@ -186,10 +200,15 @@ class TargetSpec:
         SNR targets need a checkpoint of each run (dumps use the latest); evaluation targets
         need finished runs, unless their data files are already complete."""
         if self.evaluation is not None:
-            if self.evaluation.complete():
+            short = self.evaluation.short_datasets()
+            if not short:
                 return []
             iterations = self.evaluation.iterations
-            train = [c for c in self.runs if run_state(c, iterations)[0] != "finished"]
+            train = [
+                c
+                for c in self.runs
+                if c.dataset in short and run_state(c, iterations)[0] != "finished"
+            ]
             return [train_command(c) for c in train] + [self.evaluation.command()]
         # Only the Ks with a dump missing (sample_gradients skips existing dumps anyway).
         pending = [

@@ -2,6 +2,7 @@
 script, the smoke profile of every target end to end (twice), the SQL observer, a worker killed
 mid-training, and a failing task."""
 
+import argparse
 import io
 import json
 import os
@@ -18,8 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dgp_snr import plotting
+from dgp_snr.plotting import MissingInputsError
 from dgp_snr.protocol import TABLE_1_DATASETS
-from dgp_snr.protocol.profiles import PROFILES
+from dgp_snr.protocol.profiles import PROFILES, Overrides, parse_splits
 from dgp_snr.sweep import cli
 from dgp_snr.sweep.engine import Resources, jobqueue_cluster
 from dgp_snr.sweep.tasks import DONE, build_tasks, plot_outputs
@@ -55,6 +58,31 @@ def test_print_table_1_paper_lists_the_240_training_runs(tmp_path):
     assert lines[240].endswith("--num_samples 10000 --repeats 10 --elbo_repeats 10")
     assert lines[241].startswith("python experiments/plot.py table_1 ")
     assert len(lines) == 242
+
+
+def test_plot_report_prints_the_sweeps_commands(tmp_path):
+    """One definition: figure_8's missing-input report (smoke profile) is the sweep's task list."""
+    params = PROFILES["smoke"].params("figure_8")
+    out = io.StringIO()
+    with pytest.raises(MissingInputsError):
+        plotting.figure_8(tmp_path, tmp_path / "figs", out=out, **params)
+    tasks = build_tasks(["figure_8"], PROFILES["smoke"], tmp_path)
+    expected = [
+        t.command.replace(" --no_progress", "") for t in tasks if t.kind in ("train", "sample")
+    ]
+    assert len(expected) == 3 and "M=8" in expected[0] and "--batch_size 8" in expected[1]
+    assert out.getvalue().splitlines()[1:-1] == expected
+
+
+def test_split_ranges_and_their_errors():
+    assert parse_splits("0-4") == (0, 1, 2, 3, 4)
+    assert parse_splits("0,2,5") == (0, 2, 5)
+    assert parse_splits("3") == (0, 1, 2)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected e.g. 0-4, 0,2,5 or 5"):
+        parse_splits("a-b")
+    profile = PROFILES["paper"].with_overrides(Overrides(splits=(5, 6), datasets=("power",)))
+    assert profile.params("table_1") == {"splits": (5, 6), "datasets": ("power",)}
+    assert profile.params("figure_1") == {}
 
 
 def test_slurm_job_script_carries_the_requested_resources():

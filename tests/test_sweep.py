@@ -24,7 +24,7 @@ from dgp_snr.plotting import MissingInputsError
 from dgp_snr.protocol import TABLE_1_DATASETS
 from dgp_snr.protocol.profiles import PROFILES, Overrides, parse_splits
 from dgp_snr.sweep import cli
-from dgp_snr.sweep.engine import Resources, jobqueue_cluster
+from dgp_snr.sweep.engine import Resources, jobqueue_cluster, task_environment
 from dgp_snr.sweep.tasks import DONE, build_tasks, plot_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +190,7 @@ def faulty(tmp_path_factory):
     straight = subprocess.Popen(
         [sys.executable] + [a.replace(str(results), str(reference)) for a in victim.argv],
         cwd=REPO,
-        env=_env(),
+        env={**_env(), **task_environment(1)},  # the sweep's tasks' threads: same arithmetic
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -130,6 +130,17 @@ class Summary:
         return "\n".join(lines)
 
 
+def task_environment(threads: int = 1) -> Dict[str, str]:
+    """What each task's process gets on top of the worker's environment: TensorFlow (and
+    OpenMP) limited to `threads` threads, so that workers x threads <= cores."""
+    return {
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+
+
 def run_tasks(
     client: Client,
     tasks: Sequence[Task],
@@ -143,12 +154,7 @@ def run_tasks(
 ) -> Summary:
     """Submits the tasks not done (each after the tasks it depends on), retrying failures
     `retries` times; the others run on when one fails. Returns the summary."""
-    env = {
-        "TF_NUM_INTRAOP_THREADS": str(threads),
-        "TF_NUM_INTEROP_THREADS": "1",
-        "OMP_NUM_THREADS": str(threads),
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-    }
+    env = task_environment(threads)
     root = str(repository_root())
     token = uuid.uuid4().hex[:8]
     summary = Summary()

@@ -23,6 +23,10 @@ setup(
         "tqdm>=4.66",
         "openpyxl>=3.1",
         "tensorboard==2.21.*",
+        "dask[distributed]>=2024.1",
+        "dask-jobqueue>=0.8",
+        "sqlalchemy>=2.0",
+        "psutil>=5.9",
     ],
     extras_require={
         "test": ["pytest>=8", "black>=24", "ruff>=0.5"],

@@ -37,13 +37,11 @@ the reference does; per-data-point SNRs (batch size 1) are averaged over the dat
 
 import os
 import re
-import shlex
 import shutil
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -61,6 +59,7 @@ from dgp_snr.evaluation import (  # noqa: E402
 from dgp_snr.gradient_dumps import GradientDump, dump_path, load_gradient_dump  # noqa: E402
 from dgp_snr.gradients import snr  # noqa: E402
 from dgp_snr.protocol import (  # noqa: E402
+    ELBO_REPEATS,
     FIGURE_1_KS,
     FIGURE_1_PARAMETERS,
     FIGURE_2_BINS,
@@ -89,13 +88,12 @@ from dgp_snr.protocol import (  # noqa: E402
     PAPER_ITERATIONS,
     TABLE_1_DATASETS,
     TABLE_1_SPLITS,
+    TEST_REPEATS,
     TEST_SAMPLES,
-    evaluate_command,
-    missing_runs,
-    paper_config,
-    select_splits,
-    train_command,
+    run_state,
+    sample_command,  # noqa: F401 (re-exported: plotting.sample_command)
 )
+from dgp_snr.protocol import targets as protocol_targets  # noqa: E402
 from dgp_snr.runs import RunConfig, latest_checkpoint_step, load_run  # noqa: E402
 
 FIGURES_DIR = "figures"
@@ -160,40 +158,14 @@ def _save(fig: "plt.Figure", name: str, figures_dir: os.PathLike) -> List[Path]:
 
 
 # ------------------------------------------------------------------------------ commands
-def sample_command(
-    config: RunConfig,
-    estimator: str,
-    ks: Sequence[int],
-    batch_size: int = 1,
-    num_datapoints: int = NUM_DATAPOINTS,
-    aggregates: bool = True,
-    num_samples: int = GRADIENT_SAMPLES,
-) -> str:
-    """The exact experiments/sample_gradients.py command line for these dumps of a run."""
-    parts = [
-        "python experiments/sample_gradients.py",
-        shlex.quote(config.run_name),
-        f"--results_path {shlex.quote(str(config.results_path))}",
-        f"--ks {','.join(str(k) for k in sorted(ks))}",
-        f"--num_samples {num_samples}",
-        f"--batch_size {batch_size}",
-        f"--num_datapoints {num_datapoints if batch_size == 1 else 1}",
-        f"--estimator {estimator}",
-    ]
-    if aggregates:
-        parts.append("--save_aggregates")
-    return " ".join(parts)
-
-
 class _Needs:
-    """Collects a figure's missing inputs, in the order they must be made: runs, dumps, data."""
+    """Collects a figure's missing inputs (for the report); the commands that make them are
+    those of the target's definition (protocol.targets) whose outputs are missing, the same jobs
+    experiments/sweep.py runs."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, spec: protocol_targets.TargetSpec):
         self.name = name
-        self.train: "OrderedDict[str, str]" = OrderedDict()
-        self.sample: "OrderedDict[tuple, set]" = OrderedDict()
-        self.sample_configs: Dict[str, RunConfig] = {}
-        self.evaluate: List[str] = []
+        self.spec = spec
         self.missing: List[str] = []
         self._run_ok: Dict[str, bool] = {}
 
@@ -204,19 +176,13 @@ class _Needs:
         return self._run_ok[name]
 
     def run(self, config: RunConfig) -> bool:
-        """Whether the run has a checkpoint; otherwise records its training command."""
+        """Whether the run has a checkpoint; otherwise records it as missing."""
         if self.has_run(config):
             return True
-        if config.run_name not in self.train:
-            self.train[config.run_name] = train_command(config)
-            self.missing.append(f"run {config.run_name} (no checkpoint)")
+        description = f"run {config.run_name} (no checkpoint)"
+        if description not in self.missing:
+            self.missing.append(description)
         return False
-
-    def unfinished(self, config: RunConfig, why: str) -> None:
-        """Records the command that trains (or resumes) a run a data file still lacks."""
-        if config.run_name not in self.train:
-            self.train[config.run_name] = train_command(config)
-            self.missing.append(f"run {config.run_name} ({why})")
 
     def dump(
         self,
@@ -234,9 +200,6 @@ class _Needs:
         if path is not None:
             return path
         self.run(config)
-        key = (config.run_name, estimator, batch_size, num_datapoints, not raw)
-        self.sample_configs[config.run_name] = config
-        self.sample.setdefault(key, set()).add(K)
         where = f"data point {datapoint}" if datapoint is not None else f"batch {batch_size}"
         self.missing.append(
             f"{'raw ' if raw else ''}gradient dump {config.run_name} {estimator} "
@@ -244,20 +207,11 @@ class _Needs:
         )
         return None
 
-    def data(self, command: str, description: str) -> None:
-        if command not in self.evaluate:
-            self.evaluate.append(command)
+    def data(self, description: str) -> None:
         self.missing.append(description)
 
     def commands(self) -> List[str]:
-        out = list(self.train.values())
-        for (run_name, estimator, batch_size, ndp, aggregates), ks in self.sample.items():
-            out.append(
-                sample_command(
-                    self.sample_configs[run_name], estimator, ks, batch_size, ndp, aggregates
-                )
-            )
-        return out + self.evaluate
+        return self.spec.pending_commands()
 
     def report(self, out: Optional[TextIO]) -> FigureReport:
         """Prints the commands (the first thing every figure prints) and starts the report."""
@@ -396,13 +350,26 @@ def figure_1(
     parameters: Sequence[int] = FIGURE_1_PARAMETERS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    depth: int = 1,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
 ) -> FigureReport:
     """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
-    depth 1, batch size 1, averaged over `num_datapoints` points."""
-    config = paper_config(
-        "demo_normalized", 0, 1, results_path=results_path, iterations=iterations
+    depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
+    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+    spec = protocol_targets.figure_1(
+        results_path,
+        ks,
+        num_datapoints,
+        iterations,
+        depth,
+        settings,
+        gradient_samples,
+        aggregates,
     )
-    needs = _Needs("figure_1")
+    config = spec.runs[0]
+    needs = _Needs("figure_1", spec)
     found = {
         est: _collect_snr_paths(needs, config, est, ks, 1, num_datapoints) for est in ESTIMATORS
     }
@@ -446,8 +413,8 @@ def figure_1(
     axl.grid(True)
     axl.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     axl.set_title(
-        f"demo, 1 layer: SNR of {len(parameters)} encoder weights (mean over "
-        f"{num_datapoints} points)"
+        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(parameters)} encoder "
+        f"weights (mean over {num_datapoints} points)"
     )
     report.outputs = _save(fig, "figure_1", figures_dir)
     return _finish(report, out)
@@ -464,6 +431,9 @@ def figure_2(
     loss: bool = True,
     x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
     bins: Optional[int] = FIGURE_2_BINS,
+    depth: int = 2,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
 ) -> FigureReport:
     """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
     (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
@@ -474,10 +444,11 @@ def figure_2(
     sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
     from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
     shown."""
-    config = paper_config(
-        "demo_normalized", 0, 2, results_path=results_path, iterations=iterations
+    spec = protocol_targets.figure_2(
+        results_path, ks, iterations, depth, settings, gradient_samples
     )
-    needs = _Needs("figure_2")
+    config = spec.runs[0]
+    needs = _Needs("figure_2", spec)
     found = {
         (est, K): needs.dump(config, est, 1, K, 0, 1, raw=True) for est in ESTIMATORS for K in ks
     }
@@ -553,17 +524,31 @@ def figure_3(
     num_datapoints: int = NUM_DATAPOINTS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
 ) -> FigureReport:
     """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
     top row REG, bottom row DReG; batch size 1, averaged over the data points."""
-    needs = _Needs("figure_3")
+    spec = protocol_targets.figure_3(
+        results_path,
+        datasets,
+        depths,
+        ks,
+        num_datapoints,
+        iterations,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    configs = iter(spec.runs)  # dataset-major, then depth: the loop's order
+    runs = {(dataset, depth): next(configs) for dataset in datasets for depth in depths}
+    needs = _Needs("figure_3", spec)
     found = {}
     for est in ESTIMATORS:
         for dataset in datasets:
             for depth in depths:
-                config = paper_config(
-                    dataset, 0, depth, results_path=results_path, iterations=iterations
-                )
+                config = runs[(dataset, depth)]
                 found[(est, dataset, depth)] = _collect_snr_paths(
                     needs, config, est, ks, 1, num_datapoints
                 )
@@ -625,8 +610,8 @@ def _data_rows(
 ) -> Tuple[Dict[Tuple[str, bool, int], FigureDataRow], bool]:
     """The rows of a target's data file keyed by (dataset, flag, split), for `datasets` (the
     file holds the splits evaluate.py selected), and whether the file is a PREVIEW. A dataset
-    with fewer than `splits` paired splits records what makes the rest: the runs to train or
-    finish (protocol.missing_runs), then evaluate.py."""
+    with fewer than `splits` paired splits is recorded as missing (the target definition's
+    runs to train or finish, then evaluate.py, make it)."""
     path = target_files(target, results_path)[metric]
     rows: Dict[Tuple[str, bool, int], FigureDataRow] = {}
     if path.is_file():
@@ -634,20 +619,13 @@ def _data_rows(
             if row.dataset in datasets:
                 rows[(row.dataset, row.flag, row.split)] = row
     preview = figure_data_is_preview(path)
-    short = [
-        d
-        for d in datasets
-        if sum(1 for (d2, f, s) in rows if d2 == d and not f and (d, True, s) in rows) < splits
-    ]
-    if short:
-        selection = select_splits(target, results_path, short, splits, iterations)
-        for run in missing_runs(selection, results_path):
-            needs.unfinished(run.config, f"not at {iterations} iterations")
-        for dataset in short:
-            needs.data(
-                evaluate_command(target, results_path, iterations=iterations),
-                f"{path.name}: fewer than {splits} splits for {dataset}",
-            )
+    for dataset in datasets:
+        pairs = sum(1 for (d, f, s) in rows if d == dataset and not f and (d, True, s) in rows)
+        if pairs < splits:
+            for config in needs.spec.runs:
+                if config.dataset == dataset and run_state(config, iterations)[0] != "finished":
+                    needs.data(f"run {config.run_name} (not at {iterations} iterations)")
+            needs.data(f"{path.name}: fewer than {splits} splits for {dataset}")
     return rows, preview
 
 
@@ -667,14 +645,21 @@ def figure_4(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = FIGURE_4_DATASETS,
-    splits: int = FIGURE_4_SPLITS,
+    splits: "protocol_targets.Splits" = FIGURE_4_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    test_samples: int = TEST_SAMPLES,
+    test_repeats: int = TEST_REPEATS,
 ) -> FigureReport:
     """Test log-likelihood over splits (violins; each split the mean of its repeats) with the
     learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset (the splits that
-    evaluate.py selected)."""
-    needs = _Needs("figure_4")
+    evaluate.py selected). `splits`: how many (or which) splits the definition trains."""
+    spec = protocol_targets.figure_4(
+        results_path, datasets, splits, iterations, settings, test_samples, test_repeats
+    )
+    splits = len(protocol_targets.split_list(splits))
+    needs = _Needs("figure_4", spec)
     rows, preview = _data_rows(
         needs, "figure_4", "test_ll", results_path, datasets, splits, iterations
     )
@@ -720,17 +705,20 @@ def figure_5(
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     bins: int = FIGURE_5_BINS,
+    settings: Optional[Mapping[str, Any]] = None,
 ) -> FigureReport:
     """Histograms (`bins` bins, the reference's 200) of predictive samples at one test point,
     learned q(w) (top) vs q(w) fixed to the prior (bottom); one column per (dataset, split,
     test point) panel."""
-    needs = _Needs("figure_5")
+    spec = protocol_targets.figure_5(
+        results_path, panels, num_samples, depth, iterations, settings
+    )
+    needs = _Needs("figure_5", spec)
     configs = {}
+    runs = iter(spec.runs)  # per panel: learned, then fixed q(w)
     for dataset, split, point in panels:
         for fixq in (False, True):
-            config = paper_config(
-                dataset, split, depth, fixq=fixq, results_path=results_path, iterations=iterations
-            )
+            config = next(runs)
             if needs.run(config):
                 configs[(dataset, fixq)] = config
     report = needs.report(out)
@@ -815,16 +803,31 @@ def table_1(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = TABLE_1_DATASETS,
-    splits: int = TABLE_1_SPLITS,
+    splits: "protocol_targets.Splits" = TABLE_1_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    test_samples: int = TEST_SAMPLES,
+    test_repeats: int = TEST_REPEATS,
+    elbo_repeats: int = ELBO_REPEATS,
 ) -> FigureReport:
     """Prints Table 1 (per dataset: test log-likelihood and train ELBO per training point, mean
     ± standard error over splits, REG vs DReG; each split the mean of its repeats) and the two
     Wilcoxon signed-rank tests over all paired (dataset, split) runs; also writes it to
     <figures_dir>/table_1.txt. Data written by `evaluate.py --preview` is marked PREVIEW."""
     out_stream = sys.stdout if out is None else out
-    needs = _Needs("table_1")
+    spec = protocol_targets.table_1(
+        results_path,
+        datasets,
+        splits,
+        iterations,
+        settings,
+        test_samples,
+        test_repeats,
+        elbo_repeats,
+    )
+    splits = len(protocol_targets.split_list(splits))
+    needs = _Needs("table_1", spec)
     tll, preview = _data_rows(
         needs, "table_1", "test_ll", results_path, datasets, splits, iterations
     )
@@ -916,14 +919,27 @@ def figure_8(
     batch_size: int = FIGURE_8_BATCH,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
 ) -> FigureReport:
     """Appendix: mean SNR over encoder weights at K = 50, batch size 64 (training points
     0-63), REG vs DReG at the same REG-trained depth-2 checkpoint, one panel per dataset (the
     reference's: the split-1 runs of the seven Figure 3 datasets)."""
-    needs = _Needs("figure_8")
+    spec = protocol_targets.figure_8(
+        results_path,
+        datasets,
+        split,
+        K,
+        batch_size,
+        iterations,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    needs = _Needs("figure_8", spec)
     found = {}
-    for dataset in datasets:
-        config = paper_config(dataset, split, 2, results_path=results_path, iterations=iterations)
+    for dataset, config in zip(datasets, spec.runs):
         for est in ESTIMATORS:
             found[(dataset, est)] = _collect_snr_paths(needs, config, est, [K], batch_size, 1)
     report = needs.report(out)
@@ -961,19 +977,31 @@ def figure_9(
     num_datapoints: int = FIGURE_9_DATAPOINTS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
+    dataset: str = FIGURE_9_DATASET,
+    depth: int = FIGURE_9_DEPTH,
+    train_K: int = FIGURE_9_TRAIN_K,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
 ) -> FigureReport:
     """Appendix: REG's mean SNR over encoder weights vs K for several batch sizes, power,
     depth 3, K = 30 training. The batch-size-1 curve is data point 0's, as the reference draws
     it; `num_datapoints` > 1 averages over the first data points instead."""
-    config = paper_config(
-        FIGURE_9_DATASET,
-        0,
-        FIGURE_9_DEPTH,
-        K=FIGURE_9_TRAIN_K,
-        results_path=results_path,
-        iterations=iterations,
+    spec = protocol_targets.figure_9(
+        results_path,
+        batch_sizes,
+        ks,
+        num_datapoints,
+        iterations,
+        dataset,
+        depth,
+        train_K,
+        settings,
+        gradient_samples,
+        aggregates,
     )
-    needs = _Needs("figure_9")
+    config = spec.runs[0]
+    needs = _Needs("figure_9", spec)
     found = {
         bs: _collect_snr_paths(needs, config, "reg", ks, bs, num_datapoints) for bs in batch_sizes
     }
@@ -995,7 +1023,7 @@ def figure_9(
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("number of importance samples $K$")
     ax.set_ylabel("REG mean SNR over encoder weights")
-    ax.set_title(f"{FIGURE_9_DATASET}, 3 layers, trained with $K = {FIGURE_9_TRAIN_K}$")
+    ax.set_title(f"{_label(dataset)}, {depth} layers, trained with $K = {train_K}$")
     ax.grid(True, which="both")
     ax.legend()
     fig.tight_layout()

@@ -36,6 +36,30 @@ from dgp_snr.protocol import (  # noqa: E402
     TEST_REPEATS,
     TEST_SAMPLES,
 )
+from dgp_snr.protocol.profiles import PROFILES  # noqa: E402
+from dgp_snr.protocol.targets import target_spec  # noqa: E402
+
+
+def _fill_from_protocol(args) -> None:
+    """Unset options take the profile's definition of the target (protocol.targets)."""
+    job = None
+    if args.target in ("table_1", "figure_4"):
+        profile = PROFILES[args.profile]
+        job = target_spec(args.target, args.results_path, **profile.params(args.target)).evaluation
+    defaults = dict(
+        splits=job.splits if job else None,
+        iterations=job.iterations if job else PAPER_ITERATIONS,
+        num_samples=job.num_samples if job else TEST_SAMPLES,
+        repeats=job.repeats if job else TEST_REPEATS,
+        elbo_repeats=job.elbo_repeats if job else ELBO_REPEATS,
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.datasets is not None:
+        args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    elif job is not None:
+        args.datasets = list(job.datasets)
 
 
 def main(argv=None) -> int:
@@ -43,11 +67,18 @@ def main(argv=None) -> int:
     parser.add_argument("target", choices=["table_1", "figure_4", "runs"])
     parser.add_argument("names", nargs="*", help="run names (target 'runs' only)")
     parser.add_argument("--results_path", default="results")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="paper",
+        help="the target's definition (datasets, splits, iterations, samples) gives the defaults",
+    )
+    parser.add_argument("--datasets", default=None, help="comma list (default: the target's)")
     parser.add_argument("--splits", type=int, default=None, help="default: 20 / 10")
     parser.add_argument(
         "--iterations",
         type=int,
-        default=PAPER_ITERATIONS,
+        default=None,
         help="the iteration count a run must reach to enter (the paper's: 300000)",
     )
     parser.add_argument(
@@ -55,9 +86,9 @@ def main(argv=None) -> int:
         action="store_true",
         help="let unfinished runs enter at their latest checkpoint (outputs marked PREVIEW)",
     )
-    parser.add_argument("--num_samples", type=int, default=TEST_SAMPLES)
-    parser.add_argument("--repeats", type=int, default=TEST_REPEATS)
-    parser.add_argument("--elbo_repeats", type=int, default=ELBO_REPEATS)
+    parser.add_argument("--num_samples", type=int, default=None, help=f"{TEST_SAMPLES}")
+    parser.add_argument("--repeats", type=int, default=None, help=f"{TEST_REPEATS}")
+    parser.add_argument("--elbo_repeats", type=int, default=None, help=f"{ELBO_REPEATS}")
     parser.add_argument("--elbo", action="store_true", help="target 'runs': also the ELBO")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -74,6 +105,7 @@ def main(argv=None) -> int:
     args = parser.parse_intermixed_args(argv)
     one_line_warnings("evaluate.py")
     args.results_path = str(Path(args.results_path).expanduser())
+    _fill_from_protocol(args)
     common = dict(
         num_samples=args.num_samples,
         repeats=args.repeats,
@@ -107,6 +139,7 @@ def main(argv=None) -> int:
         report = evaluate_target(
             args.target,
             args.results_path,
+            datasets=args.datasets,
             splits=args.splits,
             iterations=args.iterations,
             preview=args.preview,

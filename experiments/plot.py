@@ -6,7 +6,9 @@
 Names: figure_1, figure_2, figure_3, figure_4, figure_5, figure_8, figure_9, table_1 (or all).
 Each first prints the exact commands that create its missing inputs (train.py, then
 sample_gradients.py, then evaluate.py), then draws what exists into <figures_dir>/<name>.pdf and
-.png (table_1 prints the table and the Wilcoxon tests). Exit status: 0 when drawn (possibly from
+.png (table_1 prints the table and the Wilcoxon tests). --profile reduced|smoke (and the overrides
+--iterations, --splits, --datasets, --M, --num_samples) draw a profile's runs, as sweep.py does.
+Exit status: 0 when drawn (possibly from
 partial data; with `all`, when at least one was drawn), 2 when none of the inputs exist, 1 for a
 bad input (e.g. a corrupt dump or data file).
 """
@@ -22,7 +24,7 @@ from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from dgp_snr.plotting import FIGURES, FIGURES_DIR, MissingInputsError  # noqa: E402
-from dgp_snr.protocol import PAPER_ITERATIONS  # noqa: E402
+from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,18 +34,15 @@ def main(argv=None) -> int:
         "--results_path", default="results", help="where the runs live (train.py's results_path)"
     )
     parser.add_argument("--figures_dir", default=FIGURES_DIR, help="where figures are written")
-    parser.add_argument(
-        "--iterations",
-        type=int,
-        default=PAPER_ITERATIONS,
-        help="training iterations in the printed train.py commands (the paper's: 300000)",
-    )
+    # The profile (default: the paper's) sets each figure's runs, K grids, data points, ...
+    add_profile_arguments(parser)
     args = parser.parse_args(argv)
+    profile, _ = profile_from_args(args)
     names = sorted(FIGURES) if args.figure == "all" else [args.figure]
     errors, nothing = 0, 0
     for name in names:
         try:
-            FIGURES[name](args.results_path, args.figures_dir, iterations=args.iterations)
+            FIGURES[name](args.results_path, args.figures_dir, **profile.params(name))
         except MissingInputsError as err:
             print(f"plot.py: {err}", file=sys.stderr)
             nothing += 1

@@ -13,6 +13,7 @@ Config files (`with settings.json`) must be plain JSON (or YAML with PyYAML): js
 'py/' tags and pickle files are refused, since loading them could run code.
 """
 
+import json
 import os
 import sys
 from dataclasses import asdict
@@ -29,6 +30,7 @@ from dgp_snr.scripting import (  # noqa: E402
 
 import_tensorflow_quietly()
 
+import sacred.observers.sql as sacred_sql  # noqa: E402
 from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
@@ -40,6 +42,28 @@ from dgp_snr.train_run import TrainingInterrupted, train  # noqa: E402
 # "sys" tees stdout/stderr in Python, so tqdm keeps drawing on the terminal; the filter keeps
 # only the last state of the bar in sacred's captured output.
 SETTINGS.CAPTURE_MODE = "sys"
+
+
+def _scalar(result):
+    return result.get("test_loglik") if isinstance(result, dict) else result
+
+
+class _SqlObserver(sacred_sql.SqlObserver):
+    """sacred's SQL run table keeps a float result: there it gets the test log-likelihood, and
+    the whole results dict goes into the run's info (JSON) as "results"."""
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        super().heartbeat_event(info, captured_out, beat_time, _scalar(result))
+
+    def completed_event(self, stop_time, result):
+        if isinstance(result, dict):
+            info = json.loads(self.run.info or "{}")
+            info["results"] = result
+            self.run.info = json.dumps(info, default=float)
+        super().completed_event(stop_time, _scalar(result))
+
+
+sacred_sql.SqlObserver = _SqlObserver  # what sacred's --sql flag (-s) builds
 
 ex = Experiment("dgp_snr_train")
 ex.captured_out_filter = apply_backspaces_and_linefeeds

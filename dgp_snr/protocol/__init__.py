@@ -8,8 +8,8 @@ compute_tlls_and_elbos.py of timrudner/snr_issues_in_deep_gps) where they differ
 
 import os
 import shlex
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dgp_snr.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, latest_checkpoint_step
 
@@ -94,8 +94,10 @@ def paper_config(
     results_path: os.PathLike = "results",
     minibatch_size: int = PAPER_MINIBATCH,
     iterations: int = PAPER_ITERATIONS,
+    **settings: Any,
 ) -> RunConfig:
-    """The RunConfig of one of the paper's IWVI runs (its run_name locates it on disk)."""
+    """The RunConfig of one of the paper's IWVI runs (its run_name locates it on disk);
+    `settings` are further RunConfig fields (e.g. M, checkpoint_freq of a reduced profile)."""
     return RunConfig(
         dataset=dataset,
         split=split,
@@ -107,25 +109,63 @@ def paper_config(
         qz_mode="fix_mu_sigma" if fixq else "encoder",
         iterations=iterations,
         results_path=str(results_path),
+        **settings,
     )
 
 
 # ------------------------------------------------------------------------------ commands
+#: The settings every train command names, in this order; any other field is named when it
+#: differs from RunConfig's default (e.g. M=8 of the smoke profile).
+_TRAIN_ARGS = (
+    "dataset",
+    "split",
+    "configuration",
+    "mode",
+    "num_IW_samples",
+    "minibatch_size",
+    "estimator",
+)
+_DEFAULTS = RunConfig()
+
+
 def train_command(config: RunConfig) -> str:
     """The exact experiments/train.py command line that trains `config`'s run."""
-    args = [
-        f"dataset={config.dataset}",
-        f"split={config.split}",
-        f"configuration={config.configuration}",
-        f"mode={config.mode}",
-        f"num_IW_samples={config.num_IW_samples}",
-        f"minibatch_size={config.minibatch_size}",
-        f"estimator={config.estimator}",
-    ]
+    args = [f"{name}={getattr(config, name)}" for name in _TRAIN_ARGS]
     if config.qz_mode != "encoder":
         args.append(f"qz_mode={config.qz_mode}")
+    for f in fields(RunConfig):
+        if f.name in _TRAIN_ARGS or f.name in ("qz_mode", "iterations", "results_path"):
+            continue
+        value = getattr(config, f.name)
+        if value != getattr(_DEFAULTS, f.name):
+            args.append(f"{f.name}={value}")
     args += [f"iterations={config.iterations}", f"results_path={config.results_path}"]
     return "python experiments/train.py with " + " ".join(shlex.quote(a) for a in args)
+
+
+def sample_command(
+    config: RunConfig,
+    estimator: str,
+    ks: Sequence[int],
+    batch_size: int = 1,
+    num_datapoints: int = NUM_DATAPOINTS,
+    aggregates: bool = True,
+    num_samples: int = GRADIENT_SAMPLES,
+) -> str:
+    """The exact experiments/sample_gradients.py command line for these dumps of a run."""
+    parts = [
+        "python experiments/sample_gradients.py",
+        shlex.quote(config.run_name),
+        f"--results_path {shlex.quote(str(config.results_path))}",
+        f"--ks {','.join(str(k) for k in sorted(ks))}",
+        f"--num_samples {num_samples}",
+        f"--batch_size {batch_size}",
+        f"--num_datapoints {num_datapoints if batch_size == 1 else 1}",
+        f"--estimator {estimator}",
+    ]
+    if aggregates:
+        parts.append("--save_aggregates")
+    return " ".join(parts)
 
 
 def evaluate_command(
@@ -339,3 +379,11 @@ def missing_runs(selection: SplitSelection, results_path: os.PathLike) -> List[T
                 need -= 1
             split += 1
     return out
+
+
+# The per-target definitions and profiles build on the names above (re-exported here).
+from dgp_snr.protocol.profiles import PROFILES as PROFILES  # noqa: E402
+from dgp_snr.protocol.profiles import Profile as Profile  # noqa: E402
+from dgp_snr.protocol.targets import TARGETS as TARGETS  # noqa: E402
+from dgp_snr.protocol.targets import TargetSpec as TargetSpec  # noqa: E402
+from dgp_snr.protocol.targets import target_spec as target_spec  # noqa: E402

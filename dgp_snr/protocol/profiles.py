@@ -1,0 +1,204 @@
+"""Profiles: the paper's targets at the paper's settings (`paper`), at a budget that fits a
+2-core CPU (`reduced`), and as tiny end-to-end runs (`smoke`, used by the tests); plus the
+command-line overrides (--iterations, --splits, --datasets, ...) that every script shares.
+
+A profile maps each target to the parameters of its definition (dgp_snr.protocol.targets) and
+of its figure function (dgp_snr.plotting), which take the same names.
+"""
+
+import argparse
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+PROFILE_NAMES = ("paper", "reduced", "smoke")
+#: Targets whose definition has a list of datasets / a number of splits (Table 1, Figure 4).
+DATASET_TARGETS = ("figure_3", "figure_4", "figure_8", "table_1")
+SPLIT_TARGETS = ("figure_4", "table_1")
+SNR_TARGETS = ("figure_1", "figure_2", "figure_3", "figure_8", "figure_9")
+EVALUATION_TARGETS = ("figure_4", "table_1")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of target parameters. `common` goes to every target (iterations, settings:
+    further RunConfig fields such as M); `targets` holds each target's own parameters;
+    `reductions` says, for people, what differs from the paper."""
+
+    name: str
+    description: str
+    common: Mapping[str, Any] = field(default_factory=dict)
+    targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reductions: Tuple[str, ...] = ()
+
+    def params(self, target: str) -> Dict[str, Any]:
+        """The keyword parameters of `target`'s definition and figure function."""
+        out = dict(self.common)
+        out.update(self.targets.get(target, {}))
+        if "settings" in out:
+            out["settings"] = dict(out["settings"])
+        return out
+
+    def with_overrides(self, overrides: "Overrides") -> "Profile":
+        """This profile with the command line's overrides applied to every target they fit."""
+        common = dict(self.common)
+        targets = {name: dict(values) for name, values in self.targets.items()}
+        reductions = list(self.reductions)
+        settings = dict(common.get("settings", {}))
+        if overrides.iterations is not None:
+            common["iterations"] = overrides.iterations
+            reductions.append(f"--iterations {overrides.iterations}")
+        if overrides.M is not None:
+            settings["M"] = overrides.M
+        if overrides.checkpoint_freq is not None:
+            settings["checkpoint_freq"] = overrides.checkpoint_freq
+        if settings:
+            common["settings"] = settings
+        if overrides.splits is not None:
+            for name in SPLIT_TARGETS:
+                targets.setdefault(name, {})["splits"] = tuple(overrides.splits)
+            reductions.append(f"--splits {','.join(map(str, overrides.splits))}")
+        if overrides.datasets is not None:
+            for name in DATASET_TARGETS:
+                targets.setdefault(name, {})["datasets"] = tuple(overrides.datasets)
+            reductions.append(f"--datasets {','.join(overrides.datasets)}")
+        if overrides.num_samples is not None:
+            for name in SNR_TARGETS:
+                targets.setdefault(name, {})["gradient_samples"] = overrides.num_samples
+            reductions.append(f"--num_samples {overrides.num_samples}")
+        return replace(self, common=common, targets=targets, reductions=tuple(reductions))
+
+
+PAPER = Profile("paper", "the paper's settings exactly (300,000 iterations, 20 / 10 splits)")
+
+#: Iterations of the reduced profile's runs (the paper's: 300,000).
+REDUCED_ITERATIONS = 5000
+REDUCED = Profile(
+    "reduced",
+    "the paper's targets at a 2-core CPU budget (estimated below, at most 8 hours in all)",
+    common=dict(iterations=REDUCED_ITERATIONS),
+    targets=dict(
+        figure_1=dict(ks=(1, 5, 10, 20, 50, 100), num_datapoints=5, gradient_samples=300),
+        figure_2=dict(gradient_samples=1000),
+        figure_3=dict(depths=(1, 2, 3), ks=(1, 10, 100), num_datapoints=3, gradient_samples=200),
+        figure_4=dict(splits=2, test_samples=1000, test_repeats=3),
+        figure_5=dict(num_samples=5000),
+        table_1=dict(splits=3, test_samples=1000, test_repeats=3, elbo_repeats=3),
+        figure_8=dict(gradient_samples=200),
+        figure_9=dict(batch_sizes=(1, 64, 256), ks=(1, 5, 10, 30, 50), gradient_samples=200),
+    ),
+    reductions=(
+        f"iterations: {REDUCED_ITERATIONS} per run (paper: 300,000)",
+        "splits: Table 1 3 (paper 20), Figure 4 2 (paper 10)",
+        "estimates: 200-300 gradient estimates per dump (paper 1,000; Figure 2 keeps 1,000); "
+        "test log-likelihood 1,000 samples x 3 repeats (paper 10,000 x 10); ELBO 3 repeats",
+        "K grids: Figure 1 K in 1, 5, 10, 20, 50, 100 over 5 points (paper 1, 5, ..., 100 over "
+        "10); Figure 3 depths 1-3, K in 1, 10, 100 over 3 points (paper depths 1-4, K up to "
+        "1000 over 10); Figure 9 batch sizes 1, 64, 256 and K in 1, 5, 10, 30, 50",
+        "Figure 5: 5,000 predictive samples (paper 10,000)",
+    ),
+)
+
+_SMOKE_SNR = dict(ks=(1, 10), num_datapoints=2, gradient_samples=20, aggregates=False)
+_DEMO = ("demo_normalized",)
+SMOKE = Profile(
+    "smoke",
+    "every target's whole pipeline on tiny runs (demo_normalized, depth 2, M = 8, 30 "
+    "iterations); the runs are shared between targets",
+    common=dict(iterations=30, settings=dict(M=8, num_predict_samples=100, checkpoint_freq=10)),
+    targets=dict(
+        figure_1=dict(_SMOKE_SNR, depth=2),
+        figure_2=dict(ks=(1, 10), gradient_samples=20),
+        figure_3=dict(_SMOKE_SNR, datasets=_DEMO, depths=(2,)),
+        figure_4=dict(datasets=_DEMO, splits=1, test_samples=50, test_repeats=2),
+        figure_5=dict(panels=(("demo_normalized", 0, 0),), num_samples=200),
+        table_1=dict(datasets=_DEMO, splits=1, test_samples=50, test_repeats=2, elbo_repeats=2),
+        figure_8=dict(
+            datasets=_DEMO, split=0, K=10, batch_size=8, gradient_samples=20, aggregates=False
+        ),
+        figure_9=dict(
+            _SMOKE_SNR, batch_sizes=(1, 8), dataset="demo_normalized", depth=2, train_K=50
+        ),
+    ),
+    reductions=(
+        "iterations: 30 (paper 300,000); M = 8 inducing points (paper 128)",
+        "datasets: demo_normalized only, depth 2, split 0 (one run per estimator / q(w))",
+        "estimates: 20 raw gradient estimates at K = 1, 10 over 2 points; batch 8 for "
+        "Figures 8 and 9; test log-likelihood 50 samples x 2",
+    ),
+)
+
+PROFILES: Dict[str, Profile] = {p.name: p for p in (PAPER, REDUCED, SMOKE)}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line changes to a profile; None: keep the profile's."""
+
+    iterations: Optional[int] = None
+    splits: Optional[Tuple[int, ...]] = None
+    datasets: Optional[Tuple[str, ...]] = None
+    M: Optional[int] = None
+    num_samples: Optional[int] = None
+    checkpoint_freq: Optional[int] = None
+
+    def argv(self) -> List[str]:
+        """The same overrides as command-line arguments (for plot.py)."""
+        out: List[str] = []
+        for name in ("iterations", "M", "num_samples", "checkpoint_freq"):
+            value = getattr(self, name)
+            if value is not None:
+                out += [f"--{name}", str(value)]
+        if self.splits is not None:
+            out += ["--splits", ",".join(map(str, self.splits))]
+        if self.datasets is not None:
+            out += ["--datasets", ",".join(self.datasets)]
+        return out
+
+
+def parse_splits(text: str) -> Tuple[int, ...]:
+    """'0-4' -> 0..4; '0,2,5' -> those; '5' -> 0..4 (a count, as evaluate.py's --splits)."""
+    try:
+        if "-" in text:
+            lo, hi = (int(t) for t in text.split("-", 1))
+            splits = tuple(range(lo, hi + 1))
+        elif "," in text:
+            splits = tuple(int(t) for t in text.split(",") if t.strip())
+        else:
+            splits = tuple(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"splits: expected e.g. 0-4, 0,2,5 or 5; got {text!r}")
+    if not splits or min(splits) < 0:
+        raise argparse.ArgumentTypeError(f"splits: no valid split in {text!r}")
+    return splits
+
+
+def _names(text: str) -> Tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_profile_arguments(parser: argparse.ArgumentParser, default: str = "paper") -> None:
+    """--profile and the overrides, shared by sweep.py and plot.py."""
+    group = parser.add_argument_group("profile")
+    group.add_argument("--profile", choices=PROFILE_NAMES, default=default)
+    group.add_argument("--iterations", type=int, default=None, help="training iterations")
+    group.add_argument(
+        "--splits", type=parse_splits, default=None, help="Table 1 / Figure 4 splits: 0-4, 0,2,5"
+    )
+    group.add_argument(
+        "--datasets", type=_names, default=None, help="comma list (targets with datasets)"
+    )
+    group.add_argument("--M", type=int, default=None, help="inducing points per layer")
+    group.add_argument("--num_samples", type=int, default=None, help="gradient estimates per dump")
+    group.add_argument("--checkpoint_freq", type=int, default=None)
+
+
+def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
+    overrides = Overrides(
+        args.iterations,
+        args.splits,
+        args.datasets,
+        args.M,
+        args.num_samples,
+        args.checkpoint_freq,
+    )
+    return PROFILES[args.profile].with_overrides(overrides), overrides

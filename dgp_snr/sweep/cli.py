@@ -1,0 +1,172 @@
+"""experiments/sweep.py: the paper's targets as one resumable command on Dask.
+
+    python experiments/sweep.py TARGET... [--profile paper|reduced|smoke] [--results_path DIR]
+        [--print | --dry-run] [--workers N --threads T] [--scheduler ADDRESS]
+        [--cluster slurm|pbs|sge|lsf --job-cores C --job-memory M --walltime W --queue Q
+         --account A --gpus G --jobs J] [--retries R] [--observer URL]
+
+Targets: figure_1, figure_2, figure_3, figure_4, figure_5, figure_8, figure_9 (the appendix
+SNR-vs-batch-size runs), table_1, or all. Exit status 0 when every task is done, 1 when any
+failed (or could not run), 2 for a usage error.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args
+from dgp_snr.protocol.targets import TARGETS
+from dgp_snr.sweep.tasks import DONE, RESUME, Task, build_tasks
+
+LOGS_DIR = "sweep_logs"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("targets", nargs="+", choices=sorted(TARGETS) + ["all"], metavar="TARGET")
+    add_profile_arguments(p)
+    p.add_argument("--results_path", default=None, help="default: results/<profile>")
+    p.add_argument("--figures_dir", default=None, help="default: <results_path>/figures")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--print", action="store_true", help="print the commands, run nothing")
+    mode.add_argument("--dry-run", action="store_true", help="list the tasks and their state")
+    p.add_argument("--observer", default=None, help="sacred SQL observer URL, e.g. sqlite:///r.db")
+    p.add_argument("--retries", type=int, default=2, help="tries after a task's first failure")
+    g = p.add_argument_group("engine")
+    g.add_argument("--workers", type=int, default=None, help="local workers (cores // threads)")
+    g.add_argument("--threads", type=int, default=1, help="TensorFlow threads per task")
+    g.add_argument("--cores", type=int, default=None, help="local cores (default: all)")
+    g.add_argument("--gpus", type=int, default=0, help="GPUs (per job on a cluster)")
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    g.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], default=None)
+    g.add_argument("--jobs", type=int, default=1, help="batch jobs to start")
+    g.add_argument("--job-cores", type=int, default=None, help="cores per batch job")
+    g.add_argument("--job-memory", default="8GB")
+    g.add_argument("--walltime", default="24:00:00")
+    g.add_argument("--queue", default=None, help="queue / partition")
+    g.add_argument("--account", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def resources_from_args(args: argparse.Namespace):
+    from dgp_snr.sweep.engine import Resources
+
+    return Resources(
+        workers=args.workers,
+        threads=args.threads,
+        cores=args.job_cores if args.cluster else args.cores,
+        memory=args.job_memory,
+        walltime=args.walltime,
+        queue=args.queue,
+        account=args.account,
+        gpus=args.gpus,
+        jobs=args.jobs,
+    )
+
+
+def _costs(tasks: List[Task], states: dict, targets: List[str]) -> List[str]:
+    """Per target, the estimated cost of its tasks still to do (a shared task counts once, in
+    the first target that needs it)."""
+    counted, lines = set(), []
+    for name in targets:
+        mine = [t for t in tasks if name in t.targets and t.key not in counted]
+        counted.update(t.key for t in mine)
+        todo = [t for t in mine if states[t.key] != DONE]
+        hours = sum(t.cost_s for t in todo) / 3600
+        lines.append(f"  {name:9} {len(todo):4} task(s) to do, about {hours:.2f} core-hours")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    started = time.time()
+    targets = sorted(TARGETS) if "all" in args.targets else list(dict.fromkeys(args.targets))
+    profile, overrides = profile_from_args(args)
+    results_path = Path(args.results_path or Path("results") / profile.name).absolute()
+    tasks = build_tasks(
+        targets,
+        profile,
+        results_path,
+        args.figures_dir,
+        overrides,
+        observer=args.observer,
+        gpu_training=args.gpus > 0,
+    )
+    if args.print:
+        for task in tasks:
+            print(task.command)
+        return 0
+    states = {t.key: t.state() for t in tasks}
+    if args.dry_run:
+        for task in tasks:
+            print(f"{states[task.key]:10} {task.key}")
+        return 0
+    todo = [t for t in tasks if states[t.key] != DONE]
+    if not todo:
+        print(
+            f"sweep: nothing to do: all {len(tasks)} task(s) of {', '.join(targets)} "
+            f"({profile.name}) are complete under {results_path} "
+            f"({time.time() - started:.1f} s)"
+        )
+        return 0
+    print(f"sweep: profile {profile.name}: {profile.description}")
+    for line in profile.reductions:
+        print(f"  reduction: {line}")
+    print("sweep: estimated cost (one TensorFlow thread per task):")
+    for line in _costs(tasks, states, targets):
+        print(line)
+    resumed = sum(1 for t in todo if states[t.key] == RESUME)
+    print(f"sweep: {len(todo)} of {len(tasks)} task(s) to do ({resumed} to resume)", flush=True)
+    return _run(args, tasks, states, results_path)
+
+
+def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path: Path) -> int:
+    from distributed import Client
+
+    from dgp_snr.sweep import engine
+
+    engine.configure(args.retries)
+    resources = resources_from_args(args)
+    cluster = None
+    if args.scheduler:
+        client = Client(args.scheduler)
+    else:
+        if args.cluster:
+            cluster = engine.jobqueue_cluster(args.cluster, resources)
+            cluster.scale(jobs=args.jobs)
+        else:
+            cluster = engine.local_cluster(resources)
+        client = Client(cluster)
+    try:
+        if "dashboard" in client.scheduler_info().get("services", {}):
+            print(f"sweep: Dask dashboard at {client.dashboard_link}")
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(f"sweep: Dask scheduler {client.scheduler.address}, {workers} worker(s)", flush=True)
+        summary = engine.run_tasks(
+            client,
+            tasks,
+            states,
+            results_path / LOGS_DIR,
+            threads=args.threads,
+            retries=args.retries,
+            gpu_from_worker_name=bool(args.gpus and not args.cluster and not args.scheduler),
+            progress=not args.no_progress,
+        )
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print("sweep: summary")
+    print(summary.table(), flush=True)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

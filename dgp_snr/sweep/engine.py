@@ -1,0 +1,209 @@
+"""Runs the sweep's tasks on Dask: a LocalCluster by default, a running scheduler by address, or
+a batch-scheduler cluster from dask-jobqueue; dependencies, retries, progress and the summary."""
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+
+import dask
+from distributed import Client, LocalCluster, as_completed
+from tqdm.auto import tqdm
+
+from dgp_snr.sweep.runner import TaskFailed, run_task
+from dgp_snr.sweep.tasks import DONE, Task
+
+JOBQUEUE = ("slurm", "pbs", "sge", "lsf")
+#: How each batch scheduler asks for GPUs in a job script.
+_GPU_DIRECTIVES = {
+    "slurm": "--gres=gpu:{n}",
+    "pbs": "-l ngpus={n}",
+    "sge": "-l gpu={n}",
+    "lsf": '-gpu "num={n}"',
+}
+
+
+def repository_root() -> Path:
+    """The checkout whose code is running (its experiments/ scripts are the task commands)."""
+    import dgp_snr
+
+    return Path(dgp_snr.__file__).resolve().parents[1]
+
+
+@dataclass
+class Resources:
+    """What the cluster gets: local workers and threads, or a batch job's resources."""
+
+    workers: Optional[int] = None  # local: default cores // threads
+    threads: int = 1  # TensorFlow threads per task
+    cores: Optional[int] = None  # local: default os.cpu_count(); jobqueue: cores per job
+    memory: str = "8GB"
+    walltime: str = "24:00:00"
+    queue: Optional[str] = None
+    account: Optional[str] = None
+    gpus: int = 0  # local: GPUs of this machine; jobqueue: GPUs per job
+    jobs: int = 1
+
+
+def local_cluster(resources: Resources) -> LocalCluster:
+    """Workers x threads per task <= cores; with GPUs, one worker (and one training) per GPU."""
+    cores = resources.cores or os.cpu_count() or 1
+    workers = resources.workers or max(1, cores // max(1, resources.threads))
+    if resources.gpus:
+        workers = resources.workers or resources.gpus
+    try:
+        import bokeh  # noqa: F401  (the dashboard needs it)
+
+        dashboard: Optional[str] = ":0"
+    except ImportError:
+        dashboard = None
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,  # one task per worker: TensorFlow threads are the task's own
+        processes=True,
+        dashboard_address=dashboard,
+        resources={"GPU": 1} if resources.gpus else None,
+    )
+
+
+def jobqueue_cluster(kind: str, resources: Resources):
+    """A dask-jobqueue cluster (not started: call .scale()); one worker process per job, with
+    GPU=<gpus> as a Dask resource so that each GPU runs one training."""
+    import dask_jobqueue
+
+    classes = {
+        "slurm": dask_jobqueue.SLURMCluster,
+        "pbs": dask_jobqueue.PBSCluster,
+        "sge": dask_jobqueue.SGECluster,
+        "lsf": dask_jobqueue.LSFCluster,
+    }
+    if kind not in classes:
+        raise ValueError(f"unknown cluster {kind!r}; known: {', '.join(JOBQUEUE)}")
+    cores = resources.cores or 1
+    kwargs = dict(
+        cores=cores,
+        processes=max(1, resources.gpus) if resources.gpus else max(1, cores // resources.threads),
+        memory=resources.memory,
+        walltime=resources.walltime,
+        queue=resources.queue,
+        account=resources.account,
+        python=sys.executable,
+        job_extra_directives=[],
+        worker_extra_args=[],
+    )
+    if kind == "lsf":
+        kwargs["walltime"] = resources.walltime.rsplit(":", 1)[0]  # LSF's [H]H:MM
+    if resources.gpus:
+        kwargs["job_extra_directives"].append(_GPU_DIRECTIVES[kind].format(n=resources.gpus))
+        kwargs["worker_extra_args"] += ["--resources", "GPU=1"]
+    return classes[kind](**kwargs)
+
+
+@dataclass
+class Outcome:
+    task: Task
+    status: str  # done, skipped, failed, not run
+    detail: str = ""
+
+
+@dataclass
+class Summary:
+    outcomes: List[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status in ("failed", "not run") for o in self.outcomes)
+
+    def table(self) -> str:
+        lines = [
+            f"{'done':>8} {self.count('done')}   {'skipped':>8} {self.count('skipped')}   "
+            f"{'failed':>8} {self.count('failed')}   {'not run':>8} {self.count('not run')}"
+        ]
+        for o in self.outcomes:
+            if o.status in ("failed", "not run"):
+                lines.append(f"  {o.status.upper():8} {o.task.key}: {o.detail}")
+        return "\n".join(lines)
+
+
+def task_environment(threads: int = 1) -> Dict[str, str]:
+    """What each task's process gets on top of the worker's environment: TensorFlow (and
+    OpenMP) limited to `threads` threads, so that workers x threads <= cores."""
+    return {
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+
+
+def run_tasks(
+    client: Client,
+    tasks: Sequence[Task],
+    states: Dict[str, str],
+    log_dir: Path,
+    threads: int = 1,
+    retries: int = 2,
+    gpu_from_worker_name: bool = False,
+    out: TextIO = sys.stderr,
+    progress: bool = True,
+) -> Summary:
+    """Submits the tasks not done (each after the tasks it depends on), retrying failures
+    `retries` times; the others run on when one fails. Returns the summary."""
+    env = task_environment(threads)
+    root = str(repository_root())
+    token = uuid.uuid4().hex[:8]
+    summary = Summary()
+    futures: Dict[str, object] = {}
+    by_future: Dict[str, Tuple[Task, str]] = {}
+    for task in tasks:
+        if states[task.key] == DONE:
+            summary.outcomes.append(Outcome(task, "skipped", "complete"))
+            continue
+        log_path = str(log_dir / task.kind / task.log_name())
+        deps = [futures[d] for d in task.deps if d in futures]
+        future = client.submit(
+            run_task,
+            task.key,
+            task.argv,
+            root,
+            log_path,
+            env,
+            gpu_from_worker_name and task.gpu,
+            *deps,
+            key=f"{task.key}-{token}",
+            retries=retries,
+            pure=False,
+            resources={"GPU": 1} if task.gpu else None,
+        )
+        futures[task.key] = future
+        by_future[future.key] = (task, log_path)
+    bar = tqdm(total=len(futures), desc="sweep", unit="task", disable=not progress, file=out)
+    for future in as_completed(list(futures.values())):
+        task, log_path = by_future[future.key]
+        if future.status == "finished":
+            summary.outcomes.append(Outcome(task, "done", log_path))
+        else:
+            err = future.exception()
+            message = str(err)
+            if isinstance(err, TaskFailed) and not message.startswith(f"{task.key}:"):
+                summary.outcomes.append(
+                    Outcome(task, "not run", f"needs {message.split(':', 1)[0]}, which failed")
+                )
+            elif isinstance(err, TaskFailed):
+                summary.outcomes.append(Outcome(task, "failed", message.split(": ", 1)[1]))
+            else:  # e.g. KilledWorker: its worker died more often than allowed
+                detail = f"{type(err).__name__}: {message.splitlines()[0] if message else ''}"
+                summary.outcomes.append(Outcome(task, "failed", f"{detail} (log: {log_path})"))
+        bar.update(1)
+    bar.close()
+    return summary
+
+
+def configure(retries: int) -> None:
+    """A worker that dies during a task counts as one failure of it, as a raised error does."""
+    dask.config.set({"distributed.scheduler.allowed-failures": retries})

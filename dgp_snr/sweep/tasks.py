@@ -1,0 +1,253 @@
+"""The sweep's tasks: every training run, merged gradient-sampling job, evaluation and plot of a
+set of targets under a profile, read from the target definitions (dgp_snr.protocol.targets);
+each task's state on disk (done / to resume / to run) and its estimated cost."""
+
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from dgp_snr.protocol import PAPER_K, PAPER_MINIBATCH, train_command
+from dgp_snr.protocol.profiles import Overrides, Profile
+from dgp_snr.protocol.targets import EvalJob, SampleJob, TargetSpec, target_spec
+from dgp_snr.runs import CHECKPOINT_DIR, RESULTS_FILE, RunConfig
+
+DONE, RESUME, RUN = "done", "to resume", "to run"
+
+#: Seconds per training iteration at K = 50, minibatch 64, M = 128, one TensorFlow thread, by
+#: depth. Depth 2 measured on this project's 2-core machine (power: 240 ms under a load of
+#: about 4.5, i.e. about 110 ms on a free core); other depths scaled by the number of GP layers.
+SECONDS_PER_ITERATION = {1: 0.06, 2: 0.11, 3: 0.16, 4: 0.21}
+#: Seconds per gradient estimate and K at batch size 1 (scaled by the batch size's square root);
+#: per test-log-likelihood sample and test point. Rough estimates, not measurements.
+SECONDS_PER_ESTIMATE_K = 2e-4
+SECONDS_PER_TEST_SAMPLE_POINT = 2e-6
+#: Start-up of each task's process (Python, TensorFlow, the model, tracing), measured.
+STARTUP_SECONDS = 25.0
+
+
+@dataclass
+class Task:
+    """One command of the sweep. `argv` follows the interpreter (script first, relative to the
+    repository root); `deps` are the keys of the tasks it waits for; `state()` reads the disk."""
+
+    key: str
+    kind: str  # train, sample, evaluate, plot
+    argv: List[str]
+    state: Callable[[], str]
+    deps: List[str] = field(default_factory=list)
+    targets: List[str] = field(default_factory=list)
+    cost_s: float = 0.0
+    gpu: bool = False
+
+    @property
+    def command(self) -> str:
+        return "python " + " ".join(shlex.quote(a) for a in self.argv)
+
+    def log_name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.,=-]+", "_", self.key) + ".log"
+
+
+def _argv(command: str) -> List[str]:
+    """A protocol command line ('python experiments/...') as the interpreter's arguments."""
+    parts = shlex.split(command)
+    assert parts[0] == "python", command
+    return parts[1:]
+
+
+def _depth(config: RunConfig) -> int:
+    return 1 + config.configuration.count("_G")
+
+
+def _train_cost(config: RunConfig) -> float:
+    rate = SECONDS_PER_ITERATION.get(_depth(config), 0.06 * _depth(config))
+    rate *= max(config.M / 128, 0.05) * max(config.num_IW_samples / PAPER_K, 0.2)
+    rate *= max((config.minibatch_size or PAPER_MINIBATCH) / PAPER_MINIBATCH, 1.0)
+    return STARTUP_SECONDS + rate * config.iterations
+
+
+def train_state(config: RunConfig) -> str:
+    """done: results.json of the final checkpoint; to resume: a checkpoint; to run: none.
+    Reads the files only (no TensorFlow), as latest_checkpoint_step's index does."""
+    run_dir = config.run_dir()
+    final = run_dir / CHECKPOINT_DIR / f"ckpt-{config.iterations}.index"
+    if final.is_file():
+        try:
+            saved = json.loads((run_dir / RESULTS_FILE).read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("step") == config.iterations:
+            return DONE
+    return RESUME if (run_dir / CHECKPOINT_DIR / "checkpoint").is_file() else RUN
+
+
+def _train_task(config: RunConfig, observer: Optional[str]) -> Task:
+    argv = _argv(train_command(config))
+    if observer:
+        argv.insert(1, f"--sql={observer}")  # sacred's SQL observer, beside the file observer
+    return Task(
+        f"train/{config.run_name}",
+        "train",
+        argv,
+        lambda: train_state(config),
+        cost_s=_train_cost(config),
+    )
+
+
+def merge_sample_jobs(jobs: Sequence[SampleJob]) -> List[SampleJob]:
+    """Jobs of the same run, estimator, batch size, form and number of estimates become one
+    command (every K, the most data points), so each checkpoint is loaded once."""
+    merged: Dict[tuple, SampleJob] = {}
+    for job in jobs:
+        key = job.merge_key()
+        if key in merged:
+            old = merged[key]
+            ks = tuple(sorted(set(old.ks) | set(job.ks)))
+            merged[key] = replace(
+                old, ks=ks, num_datapoints=max(old.num_datapoints, job.num_datapoints)
+            )
+        else:
+            merged[key] = job
+    return list(merged.values())
+
+
+def _sample_task(job: SampleJob) -> Task:
+    form = "agg" if job.aggregates else "raw"
+    key = (
+        f"sample/{job.config.run_name}/{job.estimator}_bs{job.batch_size}_{form}"
+        f"_n{job.num_samples}"
+    )
+    cost = STARTUP_SECONDS + SECONDS_PER_ESTIMATE_K * job.num_samples * sum(job.ks) * (
+        len(job.datapoints()) * job.batch_size**0.5
+    ) * _depth(job.config)
+    return Task(
+        key,
+        "sample",
+        _argv(job.command()) + ["--no_progress"],
+        lambda: DONE if not job.missing() else RUN,
+        deps=[f"train/{job.config.run_name}"],
+        cost_s=cost,
+    )
+
+
+def _evaluate_task(spec: TargetSpec, job: EvalJob) -> Task:
+    points = 1000  # test points of a typical UCI split (the cost estimate's scale)
+    runs = len(spec.runs)
+    cost = STARTUP_SECONDS + runs * job.num_samples * job.repeats * points * (
+        SECONDS_PER_TEST_SAMPLE_POINT
+    )
+    return Task(
+        f"evaluate/{job.target}",
+        "evaluate",
+        _argv(job.command()),
+        lambda: DONE if job.complete() else RUN,
+        deps=[f"train/{c.run_name}" for c in spec.runs],
+        cost_s=cost,
+    )
+
+
+def plot_outputs(name: str, figures_dir: os.PathLike) -> List[Path]:
+    figures_dir = Path(figures_dir)
+    if name == "table_1":
+        return [figures_dir / "table_1.txt"]
+    return [figures_dir / f"{name}.pdf", figures_dir / f"{name}.png"]
+
+
+def _plot_task(
+    name: str,
+    profile: Profile,
+    overrides: Overrides,
+    results_path: Path,
+    figures_dir: Path,
+    deps: List[str],
+    inputs: Callable[[], List[Path]],
+) -> Task:
+    argv = [
+        "experiments/plot.py",
+        name,
+        "--results_path",
+        str(results_path),
+        "--figures_dir",
+        str(figures_dir),
+        "--profile",
+        profile.name,
+        *overrides.argv(),
+    ]
+
+    def state() -> str:
+        """done: the figure exists and is newer than every input it was drawn from."""
+        outputs = plot_outputs(name, figures_dir)
+        if not all(p.is_file() for p in outputs):
+            return RUN
+        drawn = min(p.stat().st_mtime for p in outputs)
+        newest = max((p.stat().st_mtime for p in inputs() if p.is_file()), default=0.0)
+        return DONE if drawn >= newest else RUN
+
+    return Task(f"plot/{name}", "plot", argv, state, deps=deps, cost_s=STARTUP_SECONDS)
+
+
+def build_tasks(
+    targets: Sequence[str],
+    profile: Profile,
+    results_path: os.PathLike,
+    figures_dir: Optional[os.PathLike] = None,
+    overrides: Overrides = Overrides(),
+    observer: Optional[str] = None,
+    gpu_training: bool = False,
+) -> List[Task]:
+    """The tasks of `targets` in dependency order: training runs (shared between targets),
+    merged sampling jobs, evaluations, then one plot per target. `profile` should already
+    carry `overrides` (which the plot commands repeat)."""
+    results_path = Path(results_path).absolute()
+    figures_dir = Path(figures_dir).absolute() if figures_dir else results_path / "figures"
+    specs = [target_spec(name, results_path, **profile.params(name)) for name in targets]
+    tasks: Dict[str, Task] = {}
+
+    def add(task: Task, target: str) -> Task:
+        task = tasks.setdefault(task.key, task)
+        if target not in task.targets:
+            task.targets.append(target)
+        return task
+
+    for spec in specs:
+        for config in spec.runs:
+            add(_train_task(config, observer), spec.name).gpu = gpu_training
+    merged = merge_sample_jobs([job for spec in specs for job in spec.samples])
+    sample_tasks = {id(job): _sample_task(job) for job in merged}
+    for spec in specs:
+        own = {job.merge_key() for job in spec.samples}
+        for job in merged:
+            if job.merge_key() in own:
+                add(sample_tasks[id(job)], spec.name)
+    for spec in specs:
+        deps = [f"train/{c.run_name}" for c in spec.runs]
+        deps += [
+            _sample_task(job).key
+            for job in merged
+            if job.merge_key() in {j.merge_key() for j in spec.samples}
+        ]
+        inputs = _input_files(spec)
+        if spec.evaluation is not None:
+            deps.append(add(_evaluate_task(spec, spec.evaluation), spec.name).key)
+        add(
+            _plot_task(spec.name, profile, overrides, results_path, figures_dir, deps, inputs),
+            spec.name,
+        )
+    order = {"train": 0, "sample": 1, "evaluate": 2, "plot": 3}
+    return sorted(tasks.values(), key=lambda t: order[t.kind])
+
+
+def _input_files(spec: TargetSpec) -> Callable[[], List[Path]]:
+    """The files a target's figure is drawn from (data files, dumps, results of its runs)."""
+
+    def files() -> List[Path]:
+        if spec.evaluation is not None:
+            return spec.evaluation.outputs()
+        if spec.samples:
+            return [p for job in spec.samples for p in job.outputs()]
+        return [c.run_dir() / RESULTS_FILE for c in spec.runs]
+
+    return files

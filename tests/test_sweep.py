@@ -1,0 +1,252 @@
+"""experiments/sweep.py: the task list read from the protocol, --print, the jobqueue cluster's job
+script, the smoke profile of every target end to end (twice), the SQL observer, a worker killed
+mid-training, and a failing task."""
+
+import argparse
+import io
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dgp_snr import plotting
+from dgp_snr.plotting import MissingInputsError
+from dgp_snr.protocol import TABLE_1_DATASETS
+from dgp_snr.protocol.profiles import PROFILES, Overrides, parse_splits
+from dgp_snr.sweep import cli
+from dgp_snr.sweep.engine import Resources, jobqueue_cluster, task_environment
+from dgp_snr.sweep.tasks import DONE, build_tasks, plot_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP = [sys.executable, str(REPO / "experiments" / "sweep.py")]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_print_table_1_paper_lists_the_240_training_runs(tmp_path):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["table_1", "--profile", "paper", "--print", "--results_path", "r"]) == 0
+    lines = out.getvalue().splitlines()
+    train = [line for line in lines if "experiments/train.py" in line]
+    assert len(train) == 240 and len(set(train)) == 240
+    for line in train:
+        assert " configuration=L1_G5 mode=IWAE num_IW_samples=50 minibatch_size=64 " in line
+        assert line.endswith(f"iterations=300000 results_path={Path('r').absolute()}")
+    runs = {(d, s, e) for d in TABLE_1_DATASETS for s in range(20) for e in ("reg", "dreg")}
+    seen = {
+        (part("dataset"), int(part("split")), part("estimator"))
+        for line in train
+        for part in [lambda key, line=line: line.split(f" {key}=")[1].split()[0]]
+    }
+    assert seen == runs
+    # then the evaluation at evaluate.py's defaults (the paper's: 10,000 samples x 10) and the plot
+    assert (
+        lines[240]
+        == f"python experiments/evaluate.py table_1 --results_path {Path('r').absolute()}"
+    )
+    assert lines[241].startswith("python experiments/plot.py table_1 ")
+    assert len(lines) == 242
+
+
+def test_plot_report_prints_the_sweeps_commands(tmp_path):
+    """One definition: figure_8's missing-input report (smoke profile) is the sweep's task list."""
+    params = PROFILES["smoke"].params("figure_8")
+    out = io.StringIO()
+    with pytest.raises(MissingInputsError):
+        plotting.figure_8(tmp_path, tmp_path / "figs", out=out, **params)
+    tasks = build_tasks(["figure_8"], PROFILES["smoke"], tmp_path)
+    expected = [
+        t.command.replace(" --no_progress", "") for t in tasks if t.kind in ("train", "sample")
+    ]
+    assert len(expected) == 3 and "M=8" in expected[0] and "--batch_size 8" in expected[1]
+    assert out.getvalue().splitlines()[1:-1] == expected
+
+
+def test_split_ranges_and_their_errors():
+    assert parse_splits("0-4") == (0, 1, 2, 3, 4)
+    assert parse_splits("0,2,5") == (0, 2, 5)
+    assert parse_splits("3") == (0, 1, 2)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected e.g. 0-4, 0,2,5 or 5"):
+        parse_splits("a-b")
+    profile = PROFILES["paper"].with_overrides(Overrides(splits=(5, 6), datasets=("power",)))
+    assert profile.params("table_1") == {"splits": (5, 6), "datasets": ("power",)}
+    assert profile.params("figure_1") == {}
+
+
+def test_slurm_job_script_carries_the_requested_resources():
+    resources = Resources(
+        cores=8, memory="32GB", walltime="12:00:00", queue="gpu", account="proj42", gpus=2
+    )
+    cluster = jobqueue_cluster("slurm", resources)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p gpu" in script
+    assert "#SBATCH -A proj42" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+    assert "#SBATCH -t 12:00:00" in script
+    assert "#SBATCH --mem=30G" in script  # dask-jobqueue writes 32 GB as 30 GiB
+    assert "#SBATCH --gres=gpu:2" in script
+    assert "--resources GPU=1" in script and "--nworkers 2" in script  # one worker per GPU
+    assert sys.executable in script
+
+
+def test_unknown_cluster_is_refused():
+    with pytest.raises(ValueError, match="unknown cluster 'htcondor'; known: slurm, pbs"):
+        jobqueue_cluster("htcondor", Resources())
+
+
+# ------------------------------------------------------------------------------ smoke, twice
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke profile of every target on a LocalCluster with 2 workers, recording the
+    training runs to a SQLite database; then the same command again."""
+    results = tmp_path_factory.mktemp("smoke")
+    db = results / "runs.db"
+    command = SWEEP + ["all", "--profile", "smoke", "--results_path", str(results)]
+    command += ["--workers", "2", "--no-progress"]
+    first = subprocess.run(
+        command + ["--observer", f"sqlite:///{db}"], capture_output=True, text=True, env=_env()
+    )
+    logs = {p: p.stat().st_mtime for p in (results / cli.LOGS_DIR).rglob("*.log")}
+    second = subprocess.run(command, capture_output=True, text=True, env=_env())
+    return results, db, first, second, logs
+
+
+def test_smoke_profile_of_every_target_completes(smoke):
+    results, _, first, _, logs = smoke
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert re.search(r"done 17\s+skipped 0\s+failed 0\s+not run 0", first.stdout), first.stdout
+    tasks = build_tasks(sorted(cli.TARGETS), PROFILES["smoke"], results)
+    assert all(task.state() == DONE for task in tasks)
+    assert len(logs) == len(tasks) == 17  # 3 runs shared by all targets, 4 sampling jobs, ...
+    for name in cli.TARGETS:
+        for path in plot_outputs(name, results / "figures"):
+            assert path.stat().st_size > 0, path
+
+
+def test_second_invocation_runs_nothing(smoke):
+    results, _, _, second, logs = smoke
+    assert second.returncode == 0, second.stderr
+    assert "sweep: nothing to do: all 17 task(s)" in second.stdout
+    assert {p: p.stat().st_mtime for p in (results / cli.LOGS_DIR).rglob("*.log")} == logs
+
+
+def test_sql_observer_records_the_runs_in_sqlite(smoke):
+    _, db, first, _, _ = smoke
+    assert first.returncode == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, config, result, info FROM run").fetchall()
+    assert len(rows) == 3
+    assert {r[0] for r in rows} == {"COMPLETED"}
+    for _, _, result, info in rows:  # the test log-likelihood, and every result in info
+        assert result == json.loads(info)["results"]["test_loglik"]
+        assert json.loads(info)["results"]["step"] == 30
+    configs = [json.loads(r[1]) for r in rows]
+    assert sorted((c["estimator"], c["qz_mode"]) for c in configs) == [
+        ("dreg", "encoder"),
+        ("reg", "encoder"),
+        ("reg", "fix_mu_sigma"),
+    ]
+    assert all(c["M"] == 8 and c["iterations"] == 30 for c in configs)
+
+
+# ------------------------------------------------------------------------------ faults
+FAULT_ITERATIONS = 400
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """table_1 (smoke) with one dataset that does not exist, and a longer run whose worker is
+    SIGKILLed once it has a checkpoint; beside it, the same run uninterrupted."""
+    results = tmp_path_factory.mktemp("faulty")
+    reference = tmp_path_factory.mktemp("reference")
+    argv = ["table_1", "--profile", "smoke", "--datasets", "demo_normalized,no_such_dataset"]
+    argv += ["--iterations", str(FAULT_ITERATIONS), "--workers", "2", "--no-progress"]
+    tasks = build_tasks(
+        ["table_1"],
+        PROFILES["smoke"].with_overrides(cli.profile_from_args(cli.parser().parse_args(argv))[1]),
+        results,
+    )
+    victim = next(
+        t for t in tasks if t.key.endswith("demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg")
+    )
+    straight = subprocess.Popen(
+        [sys.executable] + [a.replace(str(results), str(reference)) for a in victim.argv],
+        cwd=REPO,
+        env={**_env(), **task_environment(1)},  # the sweep's tasks' threads: same arithmetic
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    outcome = {}
+    out = io.StringIO()
+
+    def sweep():
+        with redirect_stdout(out):
+            outcome["rc"] = cli.main(argv + ["--results_path", str(results)])
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    run_dir = results / victim.key.split("/", 1)[1]
+    killed = None
+    while thread.is_alive() and killed is None:
+        if (run_dir / "checkpoints" / "checkpoint").is_file():
+            for proc in psutil.process_iter(["cmdline"]):
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if f"results_path={results}" in cmd and all(
+                    part in cmd for part in ("train.py", "dataset=demo_normalized", "=reg ")
+                ):
+                    try:
+                        worker = proc.parent()  # the Dask worker process running the task
+                    except psutil.NoSuchProcess:
+                        continue
+                    killed = worker.pid
+                    os.kill(worker.pid, signal.SIGKILL)
+                    break
+        time.sleep(0.2)
+    thread.join()
+    straight.wait()
+    return results, reference, run_dir, killed, outcome["rc"], out.getvalue()
+
+
+def test_killed_worker_resumes_the_run_from_its_checkpoint(faulty):
+    results, reference, run_dir, killed, _, text = faulty
+    assert killed is not None, "the training finished before its worker could be killed"
+    log = (results / cli.LOGS_DIR / "train" / f"train_{run_dir.name}.log").read_text()
+    assert log.count(": experiments/train.py") == 2  # the killed attempt and its retry
+    assert f"{run_dir.name}: resuming from step" in log
+    resumed = json.loads((run_dir / "results.json").read_text())
+    uninterrupted = json.loads((reference / run_dir.name / "results.json").read_text())
+    assert resumed["step"] == FAULT_ITERATIONS
+    assert resumed == uninterrupted
+
+
+def test_failed_task_is_reported_with_its_log_and_the_others_complete(faulty):
+    results, _, _, _, rc, text = faulty
+    assert rc == 1
+    for estimator in ("reg", "dreg"):
+        name = f"no_such_dataset_L1_G5_IWAE_SF0_K50_BS64_{estimator}"
+        log = results / cli.LOGS_DIR / "train" / f"train_{name}.log"
+        assert f"FAILED   train/{name}: exit status 1: " in text
+        assert f"(log: {log})" in text
+        assert log.is_file()
+    assert "NOT RUN  evaluate/table_1: needs train/no_such_dataset" in text
+    for estimator in ("reg", "dreg"):
+        run = results / f"demo_normalized_L1_G5_IWAE_SF0_K50_BS64_{estimator}"
+        assert json.loads((run / "results.json").read_text())["step"] == FAULT_ITERATIONS

@@ -14,6 +14,9 @@ if __name__ == "__main__":
     # Imported here, not at the top: Dask's spawned workers re-import this file, and must not
     # load TensorFlow (which the protocol's modules import) just to run subprocesses.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+    from dgp_snr.scripting import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # the protocol's modules import it; without its start-up noise
     from dgp_snr.sweep.cli import main
 
     sys.exit(main())

@@ -97,10 +97,6 @@ class DeepGP(gpflow.base.Module):
         (estimators.check_compatible); raises ValueError otherwise."""
         return check_compatible(estimator, self.mode, self.latent_positions)
 
-    def assert_latent_first(self) -> None:
-        """Raises ValueError unless DReG's layer order holds (every latent layer first)."""
-        check_compatible(Estimator.DREG, "IWAE", self.latent_positions)
-
     # ----------------------------------------------------------------------------- propagation
     def draw_noise(
         self, num_points: int, num_samples: int, rng: Optional[tf.random.Generator] = None

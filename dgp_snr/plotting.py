@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextI
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
 
 from dgp_snr.evaluation import (  # noqa: E402
@@ -341,10 +342,35 @@ def _collect_snr_paths(
     return out
 
 
+# ------------------------------------------------------------------------------ tidy data
+#: figure_1_data's columns (one row per estimator, K and encoder weight entry).
+FIGURE_1_COLUMNS = (
+    "dataset",
+    "depth",
+    "estimator",
+    "K",
+    "parameter",
+    "snr",
+    "num_datapoints",
+    "num_estimates",
+    "plot_index",
+)
+#: figure_2_data's columns (one row per raw gradient estimate).
+FIGURE_2_COLUMNS = ("estimator", "K", "parameter", "quantity", "sample")
+
+
+def _snr_over_datapoints(paths: Sequence[os.PathLike]) -> Tuple[np.ndarray, List[str], int]:
+    """([P] SNR per weight entry averaged over the dumps, [P] entry labels, the number of
+    gradient estimates per dump: the smallest over the dumps)."""
+    dumps = [load_gradient_dump(p) for p in paths]
+    values = np.mean([weight_snr(d, p) for d, p in zip(dumps, paths)], axis=0)
+    num_estimates = min(int(d.meta.get("num_samples", -1)) for d in dumps)
+    return values, weight_entry_labels(dumps[0]), num_estimates
+
+
 # ------------------------------------------------------------------------------ figure 1
-def figure_1(
+def figure_1_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     ks: Sequence[int] = FIGURE_1_KS,
     num_datapoints: int = NUM_DATAPOINTS,
     parameters: Sequence[int] = FIGURE_1_PARAMETERS,
@@ -354,10 +380,16 @@ def figure_1(
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
-) -> FigureReport:
-    """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
-    depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
-    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 1's inputs as a tidy frame (FIGURE_1_COLUMNS), and the report of its missing
+    inputs (the commands printed first, as every figure does).
+
+    One row per (estimator, K, encoder weight entry) found: `parameter` its label ('W0[0, 1]'),
+    `snr` its SNR averaged over the `num_datapoints` dumps found at that K (batch size 1),
+    `num_estimates` the gradient estimates per dump, `plot_index` the entry's position in
+    `parameters` (the drawn lines' order) or -1 when it is not drawn. Every entry is kept so
+    that the mean SNR over weights (loglog slopes) can be computed from the file alone.
+    Raises MissingInputsError when no dump exists."""
     spec = protocol_targets.figure_1(
         results_path,
         ks,
@@ -376,26 +408,49 @@ def figure_1(
     report = needs.report(out)
     if not any(found.values()):
         raise _nothing(report, results_path)
+    rows = []
+    for est in ESTIMATORS:
+        for K in sorted(found[est]):
+            values, labels, num_estimates = _snr_over_datapoints(found[est][K])
+            for p in parameters:
+                if p >= len(values):
+                    raise ValueError(f"figure_1: parameter {p} out of range ({len(values)})")
+            drawn = {p: j for j, p in enumerate(parameters)}
+            for p, (label, value) in enumerate(zip(labels, values)):
+                rows.append(
+                    (config.dataset, depth, est, K, label, float(value))
+                    + (len(found[est][K]), num_estimates, drawn.get(p, -1))
+                )
+    return pd.DataFrame(rows, columns=list(FIGURE_1_COLUMNS)), report
+
+
+def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_1_data's frame (the rows with plot_index >= 0): the SNR of each drawn
+    weight vs K, REG on the left axis and DReG on the right; returns the PDF and PNG paths."""
+    drawn = df[df["plot_index"] >= 0]
+    order = drawn.drop_duplicates("plot_index").sort_values("plot_index")
+    plotted = list(zip(order["plot_index"], order["parameter"]))
+    depth = int(df["depth"].iloc[0])
+    num_datapoints = int(df["num_datapoints"].max())
 
     _setup_style()
     fig, axl = plt.subplots(figsize=(5.5, 3.4))
     axr = axl.twinx()
     styles = ["-", "--", ":", "-."]
     handles = []
-    entry_labels: List[str] = []
     for est, ax in (("reg", axl), ("dreg", axr)):
-        if not found[est]:
+        mine = drawn[drawn["estimator"] == est]
+        if mine.empty:
             continue
-        Ks = sorted(found[est])
-        snrs = np.array([mean_snr_over_datapoints(found[est][K]) for K in Ks])  # [nK, P]
-        entry_labels = entry_labels or weight_entry_labels(
-            load_gradient_dump(found[est][Ks[0]][0])
-        )
-        for j, p in enumerate(parameters):
-            if p >= snrs.shape[1]:
-                raise ValueError(f"figure_1: parameter {p} out of range ({snrs.shape[1]})")
+        for j, (index, _) in enumerate(plotted):
+            line_data = mine[mine["plot_index"] == index].sort_values("K")
             (line,) = ax.plot(
-                Ks, snrs[:, p], color=COLORS[est], linestyle=styles[j % 4], marker="o", ms=2.5
+                line_data["K"].to_numpy(),
+                line_data["snr"].to_numpy(),
+                color=COLORS[est],
+                linestyle=styles[j % 4],
+                marker="o",
+                ms=2.5,
             )
             if j == 0:
                 line.set_label(LABELS[est])
@@ -404,46 +459,68 @@ def figure_1(
     for est, ax in (("reg", axl), ("dreg", axr)):
         ax.set_ylabel(f"{LABELS[est]} SNR", color=COLORS[est])
         ax.tick_params(axis="y", colors=COLORS[est])
-    for j, p in enumerate(parameters):
-        handles.append(
-            plt.Line2D([], [], color="0.4", linestyle=styles[j % 4], label=entry_labels[p])
-        )
+    for j, (_, label) in enumerate(plotted):
+        handles.append(plt.Line2D([], [], color="0.4", linestyle=styles[j % 4], label=label))
     axl.set_xlabel("number of importance samples $K$")
-    axl.set_xlim(0, max(max(ks), 1))
+    axl.set_xlim(0, max(int(df["K"].max()), 1))
     axl.grid(True)
     axl.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     axl.set_title(
-        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(parameters)} encoder "
+        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(plotted)} encoder "
         f"weights (mean over {num_datapoints} points)"
     )
-    report.outputs = _save(fig, "figure_1", figures_dir)
+    return _save(fig, "figure_1", figures_dir)
+
+
+def figure_1(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_1_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    parameters: Sequence[int] = FIGURE_1_PARAMETERS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    depth: int = 1,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> FigureReport:
+    """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
+    depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
+    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+    df, report = figure_1_data(
+        results_path,
+        ks,
+        num_datapoints,
+        parameters,
+        iterations,
+        out,
+        depth,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    report.outputs = draw_figure_1(df, figures_dir)
     return _finish(report, out)
 
 
 # ------------------------------------------------------------------------------ figure 2
-def figure_2(
+def figure_2_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     ks: Sequence[int] = FIGURE_2_KS,
     parameter: int = FIGURE_2_PARAMETER,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     loss: bool = True,
-    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
-    bins: Optional[int] = FIGURE_2_BINS,
     depth: int = 2,
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
-) -> FigureReport:
-    """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
-    (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
-    depth 2, batch size 1 (training point 0).
-
-    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
-    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
-    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
-    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
-    shown."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 2's inputs as a tidy frame (FIGURE_2_COLUMNS), and the report of its missing
+    inputs: one row per raw gradient estimate of encoder weight entry `parameter` (its label in
+    `parameter`) per (estimator, K) found; `quantity` 'loss' (the negative bound's gradient,
+    the default) or 'bound'. 2 x len(ks) x gradient_samples rows (6,000 at the paper's
+    settings, about 250 KB as CSV). Raises MissingInputsError when no raw dump exists."""
     spec = protocol_targets.figure_2(
         results_path, ks, iterations, depth, settings, gradient_samples
     )
@@ -455,16 +532,40 @@ def figure_2(
     report = needs.report(out)
     if all(p is None for p in found.values()):
         raise _nothing(report, results_path)
+    frames = []
+    for (est, K), path in found.items():
+        if path is None:
+            continue
+        dump = load_gradient_dump(path)
+        flat = weight_samples(dump, path)
+        if parameter >= flat.shape[1]:
+            raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
+        values = -flat[:, parameter] if loss else flat[:, parameter]
+        frame = pd.DataFrame({"sample": values.astype(float)})
+        frame.insert(0, "estimator", est)
+        frame.insert(1, "K", int(K))
+        frame.insert(2, "parameter", weight_entry_labels(dump)[parameter])
+        frame.insert(3, "quantity", "loss" if loss else "bound")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), report
 
-    samples = {}
-    for key, path in found.items():
-        if path is not None:
-            dump = load_gradient_dump(path)
-            flat = weight_samples(dump, path)
-            if parameter >= flat.shape[1]:
-                raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
-            samples[key] = -flat[:, parameter] if loss else flat[:, parameter]
-            label = weight_entry_labels(dump)[parameter]
+
+def draw_figure_2(
+    df: pd.DataFrame,
+    figures_dir: os.PathLike = FIGURES_DIR,
+    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
+    bins: Optional[int] = FIGURE_2_BINS,
+) -> List[Path]:
+    """Draws figure_2_data's frame: one row of histograms per K, REG and DReG columns (a
+    'missing' panel where an (estimator, K) has no rows); `x_range` and `bins` as figure_2's.
+    Returns the PDF and PNG paths."""
+    ks = sorted(int(k) for k in df["K"].unique())
+    label = str(df["parameter"].iloc[0])
+    loss = str(df["quantity"].iloc[0]) == "loss"
+    samples = {
+        (str(est), int(K)): group["sample"].to_numpy()
+        for (est, K), group in df.groupby(["estimator", "K"], sort=False)
+    }
     _setup_style()
     fig, axes = plt.subplots(len(ks), 2, figsize=(8, 1.9 * len(ks) + 0.6), squeeze=False)
     for col, est in enumerate(ESTIMATORS):
@@ -510,7 +611,36 @@ def figure_2(
     ]
     fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    report.outputs = _save(fig, "figure_2", figures_dir)
+    return _save(fig, "figure_2", figures_dir)
+
+
+def figure_2(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_2_KS,
+    parameter: int = FIGURE_2_PARAMETER,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    loss: bool = True,
+    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
+    bins: Optional[int] = FIGURE_2_BINS,
+    depth: int = 2,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+) -> FigureReport:
+    """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
+    (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
+    depth 2, batch size 1 (training point 0).
+
+    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
+    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
+    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
+    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
+    shown."""
+    df, report = figure_2_data(
+        results_path, ks, parameter, iterations, out, loss, depth, settings, gradient_samples
+    )
+    report.outputs = draw_figure_2(df, figures_dir, x_range, bins)
     return _finish(report, out)
 
 
@@ -1041,4 +1171,22 @@ FIGURES: Dict[str, Callable[..., FigureReport]] = {
     "figure_8": figure_8,
     "figure_9": figure_9,
     "table_1": table_1,
+}
+
+
+@dataclass(frozen=True)
+class TidyFigure:
+    """A figure split into `collect` (results path and the figure's parameters -> tidy
+    DataFrame and report; raises MissingInputsError when nothing exists) and `draw` (DataFrame,
+    figures folder and the `draw_options` -> written paths), for dgp_snr.reproduction."""
+
+    collect: Callable[..., Tuple[pd.DataFrame, FigureReport]]
+    draw: Callable[..., List[Path]]
+    draw_options: Tuple[str, ...] = ()
+
+
+#: The figures whose data can be exported as a CSV and redrawn from it.
+TIDY_FIGURES: Dict[str, TidyFigure] = {
+    "figure_1": TidyFigure(figure_1_data, draw_figure_1),
+    "figure_2": TidyFigure(figure_2_data, draw_figure_2, ("x_range", "bins")),
 }

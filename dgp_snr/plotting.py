@@ -644,10 +644,67 @@ def figure_2(
     return _finish(report, out)
 
 
+# ------------------------------------------------------------------------------ SNR summaries
+#: The tidy frame of figures 3, 8 and 9: one row per (dataset, depth, estimator, batch size,
+#: K) found, `snr` the mean SNR over the run's `num_parameters` encoder weight entries (each
+#: averaged over the `num_datapoints` dumps found; `parameter` says so), `train_K` the K the
+#: run was trained with, `num_estimates` the gradient estimates per dump.
+SNR_SUMMARY_COLUMNS = (
+    "dataset",
+    "depth",
+    "train_K",
+    "estimator",
+    "batch_size",
+    "K",
+    "parameter",
+    "snr",
+    "num_parameters",
+    "num_datapoints",
+    "num_estimates",
+)
+#: `parameter` of a summary row: the mean over every encoder weight entry.
+ALL_WEIGHTS = "mean over weights"
+
+
+def _snr_summary_rows(
+    needs: _Needs,
+    config: RunConfig,
+    depth: int,
+    estimator: str,
+    ks: Sequence[int],
+    batch_size: int,
+    num_datapoints: int,
+) -> List[tuple]:
+    """SNR_SUMMARY_COLUMNS rows of one run, estimator and batch size, one per K found (the
+    missing dumps recorded in `needs`)."""
+    found = _collect_snr_paths(needs, config, estimator, ks, batch_size, num_datapoints)
+    rows = []
+    for K in sorted(found):
+        values, _, num_estimates = _snr_over_datapoints(found[K])
+        rows.append(
+            (config.dataset, depth, config.num_IW_samples, estimator, batch_size, K)
+            + (ALL_WEIGHTS, float(np.mean(values)), len(values), len(found[K]), num_estimates)
+        )
+    return rows
+
+
+def _summary_frame(
+    needs: _Needs, rows: List[tuple], out: Optional[TextIO], results_path: os.PathLike
+) -> Tuple[pd.DataFrame, FigureReport]:
+    report = needs.report(out)
+    if not rows:
+        raise _nothing(report, results_path)
+    return pd.DataFrame(rows, columns=list(SNR_SUMMARY_COLUMNS)), report
+
+
+def _in_order(values: pd.Series) -> List[Any]:
+    """The distinct values in their first rows' order (the collection order)."""
+    return list(pd.unique(values))
+
+
 # ------------------------------------------------------------------------------ figure 3
-def figure_3(
+def figure_3_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = FIGURE_3_DATASETS,
     depths: Sequence[int] = FIGURE_3_DEPTHS,
     ks: Sequence[int] = FIGURE_3_KS,
@@ -657,9 +714,9 @@ def figure_3(
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
-) -> FigureReport:
-    """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
-    top row REG, bottom row DReG; batch size 1, averaged over the data points."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 3's inputs (SNR_SUMMARY_COLUMNS, batch size 1) and the report of its missing
+    inputs; raises MissingInputsError when no dump exists."""
     spec = protocol_targets.figure_3(
         results_path,
         datasets,
@@ -674,18 +731,25 @@ def figure_3(
     configs = iter(spec.runs)  # dataset-major, then depth: the loop's order
     runs = {(dataset, depth): next(configs) for dataset in datasets for depth in depths}
     needs = _Needs("figure_3", spec)
-    found = {}
+    rows = []
     for est in ESTIMATORS:
         for dataset in datasets:
             for depth in depths:
                 config = runs[(dataset, depth)]
-                found[(est, dataset, depth)] = _collect_snr_paths(
-                    needs, config, est, ks, 1, num_datapoints
-                )
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
+                rows += _snr_summary_rows(needs, config, depth, est, ks, 1, num_datapoints)
+    return _summary_frame(needs, rows, out, results_path)
 
+
+def draw_figure_3(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_3_data's frame: bars of mean SNR per depth and K, one panel per dataset,
+    REG on top and DReG below (datasets, depths and Ks: those with rows)."""
+    datasets = _in_order(df["dataset"])
+    depths = sorted(int(d) for d in df["depth"].unique())
+    ks = sorted(int(k) for k in df["K"].unique())
+    values = {
+        (str(r.estimator), str(r.dataset), int(r.depth), int(r.K)): float(r.snr)
+        for r in df.itertuples()
+    }
     _setup_style()
     fig, axes = plt.subplots(
         2, len(datasets), figsize=(2.1 * len(datasets) + 0.8, 4.6), squeeze=False
@@ -699,12 +763,15 @@ def figure_3(
         for col, dataset in enumerate(datasets):
             ax = axes[row, col]
             for d_i, depth in enumerate(depths):
-                paths = found[(est, dataset, depth)]
                 for k_i, K in enumerate(ks):
-                    if K in paths:
-                        value = float(np.mean(mean_snr_over_datapoints(paths[K])))
+                    if (est, dataset, depth, K) in values:
                         x = d_i + (k_i - (len(ks) - 1) / 2) * width
-                        ax.bar(x, value, width=width, color=shades[est][k_i])
+                        ax.bar(
+                            x,
+                            values[(est, dataset, depth, K)],
+                            width=width,
+                            color=shades[est][k_i],
+                        )
             ax.set_xticks(range(len(depths)))
             ax.set_xticklabels([str(d) for d in depths])
             ax.set_xlim(-0.5, len(depths) - 0.5)
@@ -724,7 +791,37 @@ def figure_3(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=LABELS[est]
         )
     fig.tight_layout()
-    report.outputs = _save(fig, "figure_3", figures_dir)
+    return _save(fig, "figure_3", figures_dir)
+
+
+def figure_3(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = FIGURE_3_DATASETS,
+    depths: Sequence[int] = FIGURE_3_DEPTHS,
+    ks: Sequence[int] = FIGURE_3_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> FigureReport:
+    """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
+    top row REG, bottom row DReG; batch size 1, averaged over the data points."""
+    df, report = figure_3_data(
+        results_path,
+        datasets,
+        depths,
+        ks,
+        num_datapoints,
+        iterations,
+        out,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    report.outputs = draw_figure_3(df, figures_dir)
     return _finish(report, out)
 
 
@@ -1040,6 +1137,63 @@ def _num_train(dataset: str) -> Optional[int]:
 
 
 # ------------------------------------------------------------------------------ figure 8
+def figure_8_data(
+    results_path: os.PathLike = "results",
+    datasets: Sequence[str] = FIGURE_8_DATASETS,
+    split: int = FIGURE_8_SPLIT,
+    K: int = FIGURE_8_K,
+    batch_size: int = FIGURE_8_BATCH,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 8's inputs (SNR_SUMMARY_COLUMNS, one K and batch size) and the report of its
+    missing inputs; raises MissingInputsError when no dump exists."""
+    spec = protocol_targets.figure_8(
+        results_path,
+        datasets,
+        split,
+        K,
+        batch_size,
+        iterations,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    needs = _Needs("figure_8", spec)
+    rows = []
+    for dataset, config in zip(datasets, spec.runs):
+        for est in ESTIMATORS:
+            rows += _snr_summary_rows(needs, config, 2, est, [K], batch_size, 1)
+    return _summary_frame(needs, rows, out, results_path)
+
+
+def draw_figure_8(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_8_data's frame: REG and DReG bars of mean SNR, one panel per dataset."""
+    datasets = _in_order(df["dataset"])
+    K, batch_size = int(df["K"].iloc[0]), int(df["batch_size"].iloc[0])
+    values = {(str(r.dataset), str(r.estimator)): float(r.snr) for r in df.itertuples()}
+    _setup_style()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.7 * len(datasets) + 0.8, 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets):
+        for x, est in enumerate(ESTIMATORS):
+            if (dataset, est) in values:
+                bars = ax.bar([x], [values[(dataset, est)]], width=0.7, color=COLORS[est])
+                ax.bar_label(bars, fmt="%.2f", fontsize=9)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels([LABELS[e] for e in ESTIMATORS])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(_label(dataset))
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
+    fig.tight_layout()
+    return _save(fig, "figure_8", figures_dir)
+
+
 def figure_8(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
@@ -1056,49 +1210,93 @@ def figure_8(
     """Appendix: mean SNR over encoder weights at K = 50, batch size 64 (training points
     0-63), REG vs DReG at the same REG-trained depth-2 checkpoint, one panel per dataset (the
     reference's: the split-1 runs of the seven Figure 3 datasets)."""
-    spec = protocol_targets.figure_8(
+    df, report = figure_8_data(
         results_path,
         datasets,
         split,
         K,
         batch_size,
         iterations,
+        out,
         settings,
         gradient_samples,
         aggregates,
     )
-    needs = _Needs("figure_8", spec)
-    found = {}
-    for dataset, config in zip(datasets, spec.runs):
-        for est in ESTIMATORS:
-            found[(dataset, est)] = _collect_snr_paths(needs, config, est, [K], batch_size, 1)
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
-
-    _setup_style()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.7 * len(datasets) + 0.8, 3.0))
-    axes = np.atleast_1d(axes)
-    for ax, dataset in zip(axes, datasets):
-        for x, est in enumerate(ESTIMATORS):
-            paths = found[(dataset, est)]
-            if K in paths:
-                value = float(np.mean(mean_snr_over_datapoints(paths[K])))
-                bars = ax.bar([x], [value], width=0.7, color=COLORS[est])
-                ax.bar_label(bars, fmt="%.2f", fontsize=9)
-        ax.set_xticks([0, 1])
-        ax.set_xticklabels([LABELS[e] for e in ESTIMATORS])
-        ax.set_xlim(-0.6, 1.6)
-        ax.set_title(_label(dataset))
-        ax.grid(True, axis="y")
-        ax.set_axisbelow(True)
-    axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
-    fig.tight_layout()
-    report.outputs = _save(fig, "figure_8", figures_dir)
+    report.outputs = draw_figure_8(df, figures_dir)
     return _finish(report, out)
 
 
 # ------------------------------------------------------------------------------ figure 9
+def figure_9_data(
+    results_path: os.PathLike = "results",
+    batch_sizes: Sequence[int] = FIGURE_9_BATCH_SIZES,
+    ks: Sequence[int] = FIGURE_9_KS,
+    num_datapoints: int = FIGURE_9_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    dataset: str = FIGURE_9_DATASET,
+    depth: int = FIGURE_9_DEPTH,
+    train_K: int = FIGURE_9_TRAIN_K,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 9's inputs (SNR_SUMMARY_COLUMNS, REG only, one row per batch size and K) and
+    the report of its missing inputs; raises MissingInputsError when no dump exists."""
+    spec = protocol_targets.figure_9(
+        results_path,
+        batch_sizes,
+        ks,
+        num_datapoints,
+        iterations,
+        dataset,
+        depth,
+        train_K,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    config = spec.runs[0]
+    needs = _Needs("figure_9", spec)
+    rows = []
+    for bs in batch_sizes:
+        rows += _snr_summary_rows(needs, config, depth, "reg", ks, bs, num_datapoints)
+    return _summary_frame(needs, rows, out, results_path)
+
+
+def draw_figure_9(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_9_data's frame: REG's mean SNR vs K, one line per batch size."""
+    batch_sizes = sorted(int(b) for b in df["batch_size"].unique())
+    ks = [int(k) for k in df["K"]]
+    first = df.iloc[0]
+    _setup_style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(batch_sizes)))
+    for color, bs in zip(colors, batch_sizes):
+        line = df[df["batch_size"] == bs].sort_values("K")
+        ax.plot(
+            line["K"].to_numpy(),
+            line["snr"].to_numpy(),
+            marker="o",
+            ms=3,
+            color=color,
+            label=f"batch size {bs}",
+        )
+    ax.set_xscale("log")
+    ax.set_xticks([k for k in (1, 2, 5, 10, 20, 50, 100) if min(ks) <= k <= max(ks)])
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("number of importance samples $K$")
+    ax.set_ylabel("REG mean SNR over encoder weights")
+    ax.set_title(
+        f"{_label(str(first['dataset']))}, {int(first['depth'])} layers, trained with "
+        f"$K = {int(first['train_K'])}$"
+    )
+    ax.grid(True, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, "figure_9", figures_dir)
+
+
 def figure_9(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
@@ -1117,12 +1315,13 @@ def figure_9(
     """Appendix: REG's mean SNR over encoder weights vs K for several batch sizes, power,
     depth 3, K = 30 training. The batch-size-1 curve is data point 0's, as the reference draws
     it; `num_datapoints` > 1 averages over the first data points instead."""
-    spec = protocol_targets.figure_9(
+    df, report = figure_9_data(
         results_path,
         batch_sizes,
         ks,
         num_datapoints,
         iterations,
+        out,
         dataset,
         depth,
         train_K,
@@ -1130,34 +1329,7 @@ def figure_9(
         gradient_samples,
         aggregates,
     )
-    config = spec.runs[0]
-    needs = _Needs("figure_9", spec)
-    found = {
-        bs: _collect_snr_paths(needs, config, "reg", ks, bs, num_datapoints) for bs in batch_sizes
-    }
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
-
-    _setup_style()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(batch_sizes)))
-    for color, bs in zip(colors, batch_sizes):
-        if not found[bs]:
-            continue
-        Ks = sorted(found[bs])
-        values = [float(np.mean(mean_snr_over_datapoints(found[bs][K]))) for K in Ks]
-        ax.plot(Ks, values, marker="o", ms=3, color=color, label=f"batch size {bs}")
-    ax.set_xscale("log")
-    ax.set_xticks([k for k in (1, 2, 5, 10, 20, 50, 100) if min(ks) <= k <= max(ks)])
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("number of importance samples $K$")
-    ax.set_ylabel("REG mean SNR over encoder weights")
-    ax.set_title(f"{_label(dataset)}, {depth} layers, trained with $K = {train_K}$")
-    ax.grid(True, which="both")
-    ax.legend()
-    fig.tight_layout()
-    report.outputs = _save(fig, "figure_9", figures_dir)
+    report.outputs = draw_figure_9(df, figures_dir)
     return _finish(report, out)
 
 
@@ -1189,4 +1361,7 @@ class TidyFigure:
 TIDY_FIGURES: Dict[str, TidyFigure] = {
     "figure_1": TidyFigure(figure_1_data, draw_figure_1),
     "figure_2": TidyFigure(figure_2_data, draw_figure_2, ("x_range", "bins")),
+    "figure_3": TidyFigure(figure_3_data, draw_figure_3),
+    "figure_8": TidyFigure(figure_8_data, draw_figure_8),
+    "figure_9": TidyFigure(figure_9_data, draw_figure_9),
 }

@@ -161,12 +161,18 @@ def mean_snr_by_k(df: pd.DataFrame, estimator: str) -> pd.Series:
     return rows.groupby("K")["snr"].mean().sort_index()
 
 
-def loglog_slope(df: pd.DataFrame, estimator: str, *, level: float = 0.95) -> SlopeFit:
+def loglog_slope(
+    df: pd.DataFrame, estimator: str, *, level: float = 0.95, **where: Any
+) -> SlopeFit:
     """The least-squares slope of log(mean SNR over parameters) against log K for `estimator`
     in an SNR-vs-K frame (columns estimator, K, snr; e.g. figure_1_data's), with its `level`
     confidence interval from the regression's standard error and Student's t with n - 2
     degrees of freedom. Theory (Rudner et al.): about -1/2 for REG, +1/2 for DReG. Needs at
-    least 3 values of K and positive means."""
+    least 3 values of K and positive means. `where` keeps the rows whose columns equal the
+    given values (e.g. batch_size=1 for figure_9's frame, dataset=..., depth=... for
+    figure_3's)."""
+    for column, value in where.items():
+        df = df[df[column] == value]
     means = mean_snr_by_k(df, estimator)
     if len(means) < 3:
         raise ValueError(f"{estimator}: {len(means)} values of K; a slope's CI needs at least 3")

@@ -27,15 +27,24 @@ from dgp_snr.reproduction import DATA_FILE, export_target, loglog_slope, read_da
 
 
 def print_slopes(target_dir: Path) -> None:
-    """The log-log slope per estimator, for SNR-vs-K data (columns estimator, K, snr)."""
+    """The log-log slope per estimator (and per dataset, depth and batch size where the frame
+    has several), for SNR-vs-K data (columns estimator, K, snr) with 3 or more values of K."""
     df = read_data(target_dir / DATA_FILE)
-    if not {"estimator", "K", "snr"} <= set(df.columns):
+    if not {"estimator", "K", "snr"} <= set(df.columns) or df["K"].nunique() < 3:
         return
-    for estimator in ESTIMATORS:
-        try:
-            print(f"{target_dir.name}: {loglog_slope(df, estimator)}")
-        except ValueError as err:
-            print(f"{target_dir.name}: no slope for {estimator}: {err}")
+    by = [c for c in ("dataset", "depth", "batch_size") if c in df and df[c].nunique() > 1]
+    groups = df.groupby(by, sort=False) if by else [((), df)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{c}={v}" for c, v in zip(by, key))
+        name = f"{target_dir.name}" + (f" ({where})" if where else "")
+        for estimator in ESTIMATORS:
+            if estimator not in set(group["estimator"]):
+                continue
+            try:
+                print(f"{name}: {loglog_slope(group, estimator)}")
+            except ValueError as err:
+                print(f"{name}: no slope for {estimator}: {err}")
 
 
 def main(argv=None) -> int:

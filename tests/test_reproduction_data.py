@@ -37,7 +37,9 @@ def _png_ok(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
 
 
-def _dump(path: Path, estimator: str, K: int, rng, aggregates: bool, datapoint: int) -> None:
+def _dump(
+    path: Path, estimator: str, K: int, rng, aggregates: bool, datapoint: int, batch_size: int = 1
+) -> None:
     """Synthetic encoder gradients (2 weight matrices, 80 entries) whose SNR is
     0.5 K^(-1/2) (REG) or 0.5 K^(1/2) (DReG)."""
     snr = 0.5 * (np.sqrt(K) if estimator == "dreg" else 1 / np.sqrt(K))
@@ -46,15 +48,16 @@ def _dump(path: Path, estimator: str, K: int, rng, aggregates: bool, datapoint: 
         "layer0/W1": -1.0 + rng.standard_normal((R, 20, 2)) / snr,
         "layer0/b0": rng.standard_normal((R, 20)),
     }
-    meta = dict(K=K, batch_size=1, num_samples=R, datapoint=datapoint)
-    meta.update(batch_start=datapoint, step=1, estimator=estimator)
+    meta = dict(K=K, batch_size=batch_size, num_samples=R, datapoint=datapoint)
+    meta.update(batch_start=max(datapoint, 0), step=1, estimator=estimator)
     save_gradient_dump(path, samples, meta, aggregates=aggregates)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     """Synthetic dumps for figure 1 (aggregates, data points 0 and 1, K = 1, 5, 10) and
-    figure 2 (raw, data point 0, K = 1, 10), in the runs' folders the figures read."""
+    figure 2 (raw, data point 0, K = 1, 10) and figure 9 (REG aggregates, batch sizes 1 and
+    64, K = 1, 5, 10), in the runs' folders the figures read."""
     path = tmp_path_factory.mktemp("results")
     rng = np.random.default_rng(13)
     fig1 = paper_config("demo_normalized", 0, 1, results_path=path).run_dir()
@@ -65,6 +68,10 @@ def results(tmp_path_factory) -> Path:
                 _dump(dump_path(fig1, est, 1, K, dp, True), est, K, rng, True, dp)
         for K in FIG2_KS:
             _dump(dump_path(fig2, est, 1, K, 0), est, K, rng, False, 0)
+    fig9 = paper_config("power", 0, 3, K=30, results_path=path).run_dir()
+    for K in FIG1_KS:
+        _dump(dump_path(fig9, "reg", 1, K, 0, True), "reg", K, rng, True, 0)
+        _dump(dump_path(fig9, "reg", 64, K, None, True), "reg", K, rng, True, -1, 64)
     return path
 
 
@@ -72,6 +79,7 @@ FIGURE_PARAMS = {
     "figure_1": dict(ks=FIG1_KS, num_datapoints=2),
     # draw options travel through meta.json (None: ranges and bins from the samples)
     "figure_2": dict(ks=FIG2_KS, x_range=None, bins=None),
+    "figure_9": dict(batch_sizes=(1, 64), ks=FIG1_KS, num_datapoints=1),
 }
 
 
@@ -84,7 +92,7 @@ def exported(results, tmp_path_factory) -> Path:
             results,
             out_dir,
             profile_name="test",
-            command="python experiments/sweep.py figure_1 figure_2 --profile test",
+            command="python experiments/sweep.py figure_1 figure_2 figure_9 --profile test",
             wall_time_s=12.5,
             out=io.StringIO(),
             **params,
@@ -112,7 +120,7 @@ def test_export_target_writes_data_figure_and_meta(exported, results):
         assert (target_dir / f"{target}.pdf").stat().st_size > 0
         meta = json.loads((target_dir / META_FILE).read_text())
         assert meta["target"] == target and meta["profile"] == "test"
-        assert meta["command"] == "python experiments/sweep.py figure_1 figure_2 --profile test"
+        assert meta["command"].startswith("python experiments/sweep.py figure_1 figure_2 ")
         assert meta["wall_time_s"] == 12.5 and meta["results_path"] == str(results)
         assert meta["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
         assert meta["missing"] == [] and meta["rows"] == len(read_data(target_dir / DATA_FILE))
@@ -126,9 +134,11 @@ def test_csv_round_trip_keeps_the_figure_numbers(results, exported, tmp_path):
     out = io.StringIO()
     fig1, _ = plotting.figure_1_data(results, FIG1_KS, 2, out=out)
     fig2, _ = plotting.figure_2_data(results, FIG2_KS, out=out)
+    fig9, _ = plotting.figure_9_data(results, (1, 64), FIG1_KS, 1, out=out)
     assert list(fig1.columns) == list(plotting.FIGURE_1_COLUMNS)
     assert list(fig2.columns) == list(plotting.FIGURE_2_COLUMNS)
-    for name, df in (("figure_1", fig1), ("figure_2", fig2)):
+    assert list(fig9.columns) == list(plotting.SNR_SUMMARY_COLUMNS)
+    for name, df in (("figure_1", fig1), ("figure_2", fig2), ("figure_9", fig9)):
         back = read_data(write_data(df, tmp_path / f"{name}.csv"))
         pd.testing.assert_frame_equal(back, df, check_exact=True)
         # the exported file holds the same numbers
@@ -146,6 +156,13 @@ def test_csv_round_trip_keeps_the_figure_numbers(results, exported, tmp_path):
     # figure 2: every raw estimate of the loss's gradient in W0[0, 4]
     assert len(fig2) == 2 * len(FIG2_KS) * R and set(fig2["parameter"]) == {"W0[0, 4]"}
     assert set(fig2["quantity"]) == {"loss"}
+    # figure 9: one row per batch size and K, the mean SNR over the 80 weight entries
+    assert len(fig9) == 2 * len(FIG1_KS) and set(fig9["num_parameters"]) == {80}
+    assert set(fig9["train_K"]) == {30} and set(fig9["depth"]) == {3}
+    run_dir = paper_config("power", 0, 3, K=30, results_path=results).run_dir()
+    path = dump_path(run_dir, "reg", 64, 10, None, True)
+    row = fig9[(fig9["batch_size"] == 64) & (fig9["K"] == 10)]
+    assert row["snr"].item() == np.mean(plotting.mean_snr_over_datapoints([path]))
 
 
 def _snr_frame(rng, ks, slopes, c=2.0, sigma=0.1, num_parameters=40) -> pd.DataFrame:
@@ -185,6 +202,13 @@ def test_loglog_slope_recovers_a_known_slope():
     with pytest.raises(ValueError, match="no rows"):
         loglog_slope(df, "iwae")
 
+    # `where` selects one curve of a frame with several (figure 9's batch sizes).
+    one = _snr_frame(rng, ks, {"reg": -0.5}, sigma=0.0).assign(batch_size=1)
+    other = _snr_frame(rng, ks, {"reg": -0.2}, sigma=0.0).assign(batch_size=64)
+    both = pd.concat([one, other], ignore_index=True)
+    assert loglog_slope(both, "reg", batch_size=64).slope == pytest.approx(-0.2, abs=1e-12)
+    assert loglog_slope(both, "reg", batch_size=1).slope == pytest.approx(-0.5, abs=1e-12)
+
 
 def test_loglog_slope_interval_covers_at_its_level():
     # Over 400 independent noisy frames the 95% interval covers the true slope 95% of the
@@ -203,11 +227,14 @@ def test_report_cli_exports_and_prints_slopes(results, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("report_cli", ROOT / "experiments" / "report.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    argv = ["figure_1", "figure_2", "--profile", "reduced", "--results_path", str(results)]
+    argv = ["figure_1", "figure_2", "figure_9", "--profile", "reduced"]
+    argv += ["--results_path", str(results)]
     argv += ["--out", str(tmp_path), "--command", "sweep", "--wall_time_s", "3"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "figure_1: reg: slope -" in out and "figure_1: dreg: slope +" in out
+    assert "figure_9 (batch_size=1): reg: slope -" in out
+    assert "figure_9 (batch_size=64): reg: slope -" in out
     assert _png_ok(tmp_path / "figure_1" / "figure_1.png")
     meta = json.loads((tmp_path / "figure_1" / META_FILE).read_text())
     # the reduced profile's K grid and points: partial data, the rest listed

@@ -30,6 +30,11 @@ Inputs (K = 50 training, minibatch 64, IWAE, split 0 unless stated; "reg" = REG-
 
 Definitions (runs, K grids, data points, bins) live in dgp_snr.protocol.
 
+Figures 1, 2, 3, 8 and 9 are split into `figure_N_data` (collects the inputs into a tidy
+pandas DataFrame, columns in its docstring) and `draw_figure_N` (draws that frame alone), so
+that dgp_snr.reproduction can commit the frame as CSV and redraw the figure from it
+(TIDY_FIGURES); `figure_N` is the two in turn.
+
 "Mean SNR over encoder weights" averages |mean| / std over every entry of the encoder's weight
 matrices (W0, W1, ...; biases left out), an entry with zero mean and zero std counting as 0, as
 the reference does; per-data-point SNRs (batch size 1) are averaged over the data points.

@@ -30,6 +30,11 @@ Inputs (K = 50 training, minibatch 64, IWAE, split 0 unless stated; "reg" = REG-
 
 Definitions (runs, K grids, data points, bins) live in dgp_snr.protocol.
 
+Figures 1, 2, 3, 8 and 9 are split into `figure_N_data` (collects the inputs into a tidy
+pandas DataFrame, columns in its docstring) and `draw_figure_N` (draws that frame alone), so
+that dgp_snr.reproduction can commit the frame as CSV and redraw the figure from it
+(TIDY_FIGURES); `figure_N` is the two in turn.
+
 "Mean SNR over encoder weights" averages |mean| / std over every entry of the encoder's weight
 matrices (W0, W1, ...; biases left out), an entry with zero mean and zero std counting as 0, as
 the reference does; per-data-point SNRs (batch size 1) are averaged over the data points.
@@ -46,6 +51,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextI
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
 
 from dgp_snr.evaluation import (  # noqa: E402
@@ -341,10 +347,35 @@ def _collect_snr_paths(
     return out
 
 
+# ------------------------------------------------------------------------------ tidy data
+#: figure_1_data's columns (one row per estimator, K and encoder weight entry).
+FIGURE_1_COLUMNS = (
+    "dataset",
+    "depth",
+    "estimator",
+    "K",
+    "parameter",
+    "snr",
+    "num_datapoints",
+    "num_estimates",
+    "plot_index",
+)
+#: figure_2_data's columns (one row per raw gradient estimate).
+FIGURE_2_COLUMNS = ("estimator", "K", "parameter", "quantity", "sample")
+
+
+def _snr_over_datapoints(paths: Sequence[os.PathLike]) -> Tuple[np.ndarray, List[str], int]:
+    """([P] SNR per weight entry averaged over the dumps, [P] entry labels, the number of
+    gradient estimates per dump: the smallest over the dumps)."""
+    dumps = [load_gradient_dump(p) for p in paths]
+    values = np.mean([weight_snr(d, p) for d, p in zip(dumps, paths)], axis=0)
+    num_estimates = min(int(d.meta.get("num_samples", -1)) for d in dumps)
+    return values, weight_entry_labels(dumps[0]), num_estimates
+
+
 # ------------------------------------------------------------------------------ figure 1
-def figure_1(
+def figure_1_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     ks: Sequence[int] = FIGURE_1_KS,
     num_datapoints: int = NUM_DATAPOINTS,
     parameters: Sequence[int] = FIGURE_1_PARAMETERS,
@@ -354,10 +385,16 @@ def figure_1(
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
-) -> FigureReport:
-    """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
-    depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
-    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 1's inputs as a tidy frame (FIGURE_1_COLUMNS), and the report of its missing
+    inputs (the commands printed first, as every figure does).
+
+    One row per (estimator, K, encoder weight entry) found: `parameter` its label ('W0[0, 1]'),
+    `snr` its SNR averaged over the `num_datapoints` dumps found at that K (batch size 1),
+    `num_estimates` the gradient estimates per dump, `plot_index` the entry's position in
+    `parameters` (the drawn lines' order) or -1 when it is not drawn. Every entry is kept so
+    that the mean SNR over weights (loglog slopes) can be computed from the file alone.
+    Raises MissingInputsError when no dump exists."""
     spec = protocol_targets.figure_1(
         results_path,
         ks,
@@ -376,26 +413,49 @@ def figure_1(
     report = needs.report(out)
     if not any(found.values()):
         raise _nothing(report, results_path)
+    rows = []
+    for est in ESTIMATORS:
+        for K in sorted(found[est]):
+            values, labels, num_estimates = _snr_over_datapoints(found[est][K])
+            for p in parameters:
+                if p >= len(values):
+                    raise ValueError(f"figure_1: parameter {p} out of range ({len(values)})")
+            drawn = {p: j for j, p in enumerate(parameters)}
+            for p, (label, value) in enumerate(zip(labels, values)):
+                rows.append(
+                    (config.dataset, depth, est, K, label, float(value))
+                    + (len(found[est][K]), num_estimates, drawn.get(p, -1))
+                )
+    return pd.DataFrame(rows, columns=list(FIGURE_1_COLUMNS)), report
+
+
+def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_1_data's frame (the rows with plot_index >= 0): the SNR of each drawn
+    weight vs K, REG on the left axis and DReG on the right; returns the PDF and PNG paths."""
+    drawn = df[df["plot_index"] >= 0]
+    order = drawn.drop_duplicates("plot_index").sort_values("plot_index")
+    plotted = list(zip(order["plot_index"], order["parameter"]))
+    depth = int(df["depth"].iloc[0])
+    num_datapoints = int(df["num_datapoints"].max())
 
     _setup_style()
     fig, axl = plt.subplots(figsize=(5.5, 3.4))
     axr = axl.twinx()
     styles = ["-", "--", ":", "-."]
     handles = []
-    entry_labels: List[str] = []
     for est, ax in (("reg", axl), ("dreg", axr)):
-        if not found[est]:
+        mine = drawn[drawn["estimator"] == est]
+        if mine.empty:
             continue
-        Ks = sorted(found[est])
-        snrs = np.array([mean_snr_over_datapoints(found[est][K]) for K in Ks])  # [nK, P]
-        entry_labels = entry_labels or weight_entry_labels(
-            load_gradient_dump(found[est][Ks[0]][0])
-        )
-        for j, p in enumerate(parameters):
-            if p >= snrs.shape[1]:
-                raise ValueError(f"figure_1: parameter {p} out of range ({snrs.shape[1]})")
+        for j, (index, _) in enumerate(plotted):
+            line_data = mine[mine["plot_index"] == index].sort_values("K")
             (line,) = ax.plot(
-                Ks, snrs[:, p], color=COLORS[est], linestyle=styles[j % 4], marker="o", ms=2.5
+                line_data["K"].to_numpy(),
+                line_data["snr"].to_numpy(),
+                color=COLORS[est],
+                linestyle=styles[j % 4],
+                marker="o",
+                ms=2.5,
             )
             if j == 0:
                 line.set_label(LABELS[est])
@@ -404,46 +464,68 @@ def figure_1(
     for est, ax in (("reg", axl), ("dreg", axr)):
         ax.set_ylabel(f"{LABELS[est]} SNR", color=COLORS[est])
         ax.tick_params(axis="y", colors=COLORS[est])
-    for j, p in enumerate(parameters):
-        handles.append(
-            plt.Line2D([], [], color="0.4", linestyle=styles[j % 4], label=entry_labels[p])
-        )
+    for j, (_, label) in enumerate(plotted):
+        handles.append(plt.Line2D([], [], color="0.4", linestyle=styles[j % 4], label=label))
     axl.set_xlabel("number of importance samples $K$")
-    axl.set_xlim(0, max(max(ks), 1))
+    axl.set_xlim(0, max(int(df["K"].max()), 1))
     axl.grid(True)
     axl.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     axl.set_title(
-        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(parameters)} encoder "
+        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(plotted)} encoder "
         f"weights (mean over {num_datapoints} points)"
     )
-    report.outputs = _save(fig, "figure_1", figures_dir)
+    return _save(fig, "figure_1", figures_dir)
+
+
+def figure_1(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_1_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    parameters: Sequence[int] = FIGURE_1_PARAMETERS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    depth: int = 1,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> FigureReport:
+    """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
+    depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
+    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+    df, report = figure_1_data(
+        results_path,
+        ks,
+        num_datapoints,
+        parameters,
+        iterations,
+        out,
+        depth,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    report.outputs = draw_figure_1(df, figures_dir)
     return _finish(report, out)
 
 
 # ------------------------------------------------------------------------------ figure 2
-def figure_2(
+def figure_2_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     ks: Sequence[int] = FIGURE_2_KS,
     parameter: int = FIGURE_2_PARAMETER,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     loss: bool = True,
-    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
-    bins: Optional[int] = FIGURE_2_BINS,
     depth: int = 2,
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
-) -> FigureReport:
-    """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
-    (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
-    depth 2, batch size 1 (training point 0).
-
-    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
-    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
-    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
-    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
-    shown."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 2's inputs as a tidy frame (FIGURE_2_COLUMNS), and the report of its missing
+    inputs: one row per raw gradient estimate of encoder weight entry `parameter` (its label in
+    `parameter`) per (estimator, K) found; `quantity` 'loss' (the negative bound's gradient,
+    the default) or 'bound'. 2 x len(ks) x gradient_samples rows (6,000 at the paper's
+    settings, about 250 KB as CSV). Raises MissingInputsError when no raw dump exists."""
     spec = protocol_targets.figure_2(
         results_path, ks, iterations, depth, settings, gradient_samples
     )
@@ -455,16 +537,40 @@ def figure_2(
     report = needs.report(out)
     if all(p is None for p in found.values()):
         raise _nothing(report, results_path)
+    frames = []
+    for (est, K), path in found.items():
+        if path is None:
+            continue
+        dump = load_gradient_dump(path)
+        flat = weight_samples(dump, path)
+        if parameter >= flat.shape[1]:
+            raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
+        values = -flat[:, parameter] if loss else flat[:, parameter]
+        frame = pd.DataFrame({"sample": values.astype(float)})
+        frame.insert(0, "estimator", est)
+        frame.insert(1, "K", int(K))
+        frame.insert(2, "parameter", weight_entry_labels(dump)[parameter])
+        frame.insert(3, "quantity", "loss" if loss else "bound")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), report
 
-    samples = {}
-    for key, path in found.items():
-        if path is not None:
-            dump = load_gradient_dump(path)
-            flat = weight_samples(dump, path)
-            if parameter >= flat.shape[1]:
-                raise ValueError(f"{path}: parameter {parameter} out of range ({flat.shape[1]})")
-            samples[key] = -flat[:, parameter] if loss else flat[:, parameter]
-            label = weight_entry_labels(dump)[parameter]
+
+def draw_figure_2(
+    df: pd.DataFrame,
+    figures_dir: os.PathLike = FIGURES_DIR,
+    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
+    bins: Optional[int] = FIGURE_2_BINS,
+) -> List[Path]:
+    """Draws figure_2_data's frame: one row of histograms per K, REG and DReG columns (a
+    'missing' panel where an (estimator, K) has no rows); `x_range` and `bins` as figure_2's.
+    Returns the PDF and PNG paths."""
+    ks = sorted(int(k) for k in df["K"].unique())
+    label = str(df["parameter"].iloc[0])
+    loss = str(df["quantity"].iloc[0]) == "loss"
+    samples = {
+        (str(est), int(K)): group["sample"].to_numpy()
+        for (est, K), group in df.groupby(["estimator", "K"], sort=False)
+    }
     _setup_style()
     fig, axes = plt.subplots(len(ks), 2, figsize=(8, 1.9 * len(ks) + 0.6), squeeze=False)
     for col, est in enumerate(ESTIMATORS):
@@ -510,14 +616,100 @@ def figure_2(
     ]
     fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    report.outputs = _save(fig, "figure_2", figures_dir)
+    return _save(fig, "figure_2", figures_dir)
+
+
+def figure_2(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    ks: Sequence[int] = FIGURE_2_KS,
+    parameter: int = FIGURE_2_PARAMETER,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    loss: bool = True,
+    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
+    bins: Optional[int] = FIGURE_2_BINS,
+    depth: int = 2,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+) -> FigureReport:
+    """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
+    (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
+    depth 2, batch size 1 (training point 0).
+
+    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
+    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
+    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
+    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
+    shown."""
+    df, report = figure_2_data(
+        results_path, ks, parameter, iterations, out, loss, depth, settings, gradient_samples
+    )
+    report.outputs = draw_figure_2(df, figures_dir, x_range, bins)
     return _finish(report, out)
 
 
+# ------------------------------------------------------------------------------ SNR summaries
+#: The tidy frame of figures 3, 8 and 9: one row per (dataset, depth, estimator, batch size,
+#: K) found, `snr` the mean SNR over the run's `num_parameters` encoder weight entries (each
+#: averaged over the `num_datapoints` dumps found; `parameter` says so), `train_K` the K the
+#: run was trained with, `num_estimates` the gradient estimates per dump.
+SNR_SUMMARY_COLUMNS = (
+    "dataset",
+    "depth",
+    "train_K",
+    "estimator",
+    "batch_size",
+    "K",
+    "parameter",
+    "snr",
+    "num_parameters",
+    "num_datapoints",
+    "num_estimates",
+)
+#: `parameter` of a summary row: the mean over every encoder weight entry.
+ALL_WEIGHTS = "mean over weights"
+
+
+def _snr_summary_rows(
+    needs: _Needs,
+    config: RunConfig,
+    depth: int,
+    estimator: str,
+    ks: Sequence[int],
+    batch_size: int,
+    num_datapoints: int,
+) -> List[tuple]:
+    """SNR_SUMMARY_COLUMNS rows of one run, estimator and batch size, one per K found (the
+    missing dumps recorded in `needs`)."""
+    found = _collect_snr_paths(needs, config, estimator, ks, batch_size, num_datapoints)
+    rows = []
+    for K in sorted(found):
+        values, _, num_estimates = _snr_over_datapoints(found[K])
+        rows.append(
+            (config.dataset, depth, config.num_IW_samples, estimator, batch_size, K)
+            + (ALL_WEIGHTS, float(np.mean(values)), len(values), len(found[K]), num_estimates)
+        )
+    return rows
+
+
+def _summary_frame(
+    needs: _Needs, rows: List[tuple], out: Optional[TextIO], results_path: os.PathLike
+) -> Tuple[pd.DataFrame, FigureReport]:
+    report = needs.report(out)
+    if not rows:
+        raise _nothing(report, results_path)
+    return pd.DataFrame(rows, columns=list(SNR_SUMMARY_COLUMNS)), report
+
+
+def _in_order(values: pd.Series) -> List[Any]:
+    """The distinct values in their first rows' order (the collection order)."""
+    return list(pd.unique(values))
+
+
 # ------------------------------------------------------------------------------ figure 3
-def figure_3(
+def figure_3_data(
     results_path: os.PathLike = "results",
-    figures_dir: os.PathLike = FIGURES_DIR,
     datasets: Sequence[str] = FIGURE_3_DATASETS,
     depths: Sequence[int] = FIGURE_3_DEPTHS,
     ks: Sequence[int] = FIGURE_3_KS,
@@ -527,9 +719,9 @@ def figure_3(
     settings: Optional[Mapping[str, Any]] = None,
     gradient_samples: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
-) -> FigureReport:
-    """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
-    top row REG, bottom row DReG; batch size 1, averaged over the data points."""
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 3's inputs (SNR_SUMMARY_COLUMNS, batch size 1) and the report of its missing
+    inputs; raises MissingInputsError when no dump exists."""
     spec = protocol_targets.figure_3(
         results_path,
         datasets,
@@ -544,18 +736,25 @@ def figure_3(
     configs = iter(spec.runs)  # dataset-major, then depth: the loop's order
     runs = {(dataset, depth): next(configs) for dataset in datasets for depth in depths}
     needs = _Needs("figure_3", spec)
-    found = {}
+    rows = []
     for est in ESTIMATORS:
         for dataset in datasets:
             for depth in depths:
                 config = runs[(dataset, depth)]
-                found[(est, dataset, depth)] = _collect_snr_paths(
-                    needs, config, est, ks, 1, num_datapoints
-                )
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
+                rows += _snr_summary_rows(needs, config, depth, est, ks, 1, num_datapoints)
+    return _summary_frame(needs, rows, out, results_path)
 
+
+def draw_figure_3(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_3_data's frame: bars of mean SNR per depth and K, one panel per dataset,
+    REG on top and DReG below (datasets, depths and Ks: those with rows)."""
+    datasets = _in_order(df["dataset"])
+    depths = sorted(int(d) for d in df["depth"].unique())
+    ks = sorted(int(k) for k in df["K"].unique())
+    values = {
+        (str(r.estimator), str(r.dataset), int(r.depth), int(r.K)): float(r.snr)
+        for r in df.itertuples()
+    }
     _setup_style()
     fig, axes = plt.subplots(
         2, len(datasets), figsize=(2.1 * len(datasets) + 0.8, 4.6), squeeze=False
@@ -569,12 +768,15 @@ def figure_3(
         for col, dataset in enumerate(datasets):
             ax = axes[row, col]
             for d_i, depth in enumerate(depths):
-                paths = found[(est, dataset, depth)]
                 for k_i, K in enumerate(ks):
-                    if K in paths:
-                        value = float(np.mean(mean_snr_over_datapoints(paths[K])))
+                    if (est, dataset, depth, K) in values:
                         x = d_i + (k_i - (len(ks) - 1) / 2) * width
-                        ax.bar(x, value, width=width, color=shades[est][k_i])
+                        ax.bar(
+                            x,
+                            values[(est, dataset, depth, K)],
+                            width=width,
+                            color=shades[est][k_i],
+                        )
             ax.set_xticks(range(len(depths)))
             ax.set_xticklabels([str(d) for d in depths])
             ax.set_xlim(-0.5, len(depths) - 0.5)
@@ -594,7 +796,37 @@ def figure_3(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=LABELS[est]
         )
     fig.tight_layout()
-    report.outputs = _save(fig, "figure_3", figures_dir)
+    return _save(fig, "figure_3", figures_dir)
+
+
+def figure_3(
+    results_path: os.PathLike = "results",
+    figures_dir: os.PathLike = FIGURES_DIR,
+    datasets: Sequence[str] = FIGURE_3_DATASETS,
+    depths: Sequence[int] = FIGURE_3_DEPTHS,
+    ks: Sequence[int] = FIGURE_3_KS,
+    num_datapoints: int = NUM_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> FigureReport:
+    """Mean SNR over encoder weights at each K (bars) for each depth, one panel per dataset;
+    top row REG, bottom row DReG; batch size 1, averaged over the data points."""
+    df, report = figure_3_data(
+        results_path,
+        datasets,
+        depths,
+        ks,
+        num_datapoints,
+        iterations,
+        out,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    report.outputs = draw_figure_3(df, figures_dir)
     return _finish(report, out)
 
 
@@ -910,6 +1142,63 @@ def _num_train(dataset: str) -> Optional[int]:
 
 
 # ------------------------------------------------------------------------------ figure 8
+def figure_8_data(
+    results_path: os.PathLike = "results",
+    datasets: Sequence[str] = FIGURE_8_DATASETS,
+    split: int = FIGURE_8_SPLIT,
+    K: int = FIGURE_8_K,
+    batch_size: int = FIGURE_8_BATCH,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 8's inputs (SNR_SUMMARY_COLUMNS, one K and batch size) and the report of its
+    missing inputs; raises MissingInputsError when no dump exists."""
+    spec = protocol_targets.figure_8(
+        results_path,
+        datasets,
+        split,
+        K,
+        batch_size,
+        iterations,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    needs = _Needs("figure_8", spec)
+    rows = []
+    for dataset, config in zip(datasets, spec.runs):
+        for est in ESTIMATORS:
+            rows += _snr_summary_rows(needs, config, 2, est, [K], batch_size, 1)
+    return _summary_frame(needs, rows, out, results_path)
+
+
+def draw_figure_8(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_8_data's frame: REG and DReG bars of mean SNR, one panel per dataset."""
+    datasets = _in_order(df["dataset"])
+    K, batch_size = int(df["K"].iloc[0]), int(df["batch_size"].iloc[0])
+    values = {(str(r.dataset), str(r.estimator)): float(r.snr) for r in df.itertuples()}
+    _setup_style()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.7 * len(datasets) + 0.8, 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets):
+        for x, est in enumerate(ESTIMATORS):
+            if (dataset, est) in values:
+                bars = ax.bar([x], [values[(dataset, est)]], width=0.7, color=COLORS[est])
+                ax.bar_label(bars, fmt="%.2f", fontsize=9)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels([LABELS[e] for e in ESTIMATORS])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(_label(dataset))
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
+    fig.tight_layout()
+    return _save(fig, "figure_8", figures_dir)
+
+
 def figure_8(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
@@ -926,49 +1215,93 @@ def figure_8(
     """Appendix: mean SNR over encoder weights at K = 50, batch size 64 (training points
     0-63), REG vs DReG at the same REG-trained depth-2 checkpoint, one panel per dataset (the
     reference's: the split-1 runs of the seven Figure 3 datasets)."""
-    spec = protocol_targets.figure_8(
+    df, report = figure_8_data(
         results_path,
         datasets,
         split,
         K,
         batch_size,
         iterations,
+        out,
         settings,
         gradient_samples,
         aggregates,
     )
-    needs = _Needs("figure_8", spec)
-    found = {}
-    for dataset, config in zip(datasets, spec.runs):
-        for est in ESTIMATORS:
-            found[(dataset, est)] = _collect_snr_paths(needs, config, est, [K], batch_size, 1)
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
-
-    _setup_style()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.7 * len(datasets) + 0.8, 3.0))
-    axes = np.atleast_1d(axes)
-    for ax, dataset in zip(axes, datasets):
-        for x, est in enumerate(ESTIMATORS):
-            paths = found[(dataset, est)]
-            if K in paths:
-                value = float(np.mean(mean_snr_over_datapoints(paths[K])))
-                bars = ax.bar([x], [value], width=0.7, color=COLORS[est])
-                ax.bar_label(bars, fmt="%.2f", fontsize=9)
-        ax.set_xticks([0, 1])
-        ax.set_xticklabels([LABELS[e] for e in ESTIMATORS])
-        ax.set_xlim(-0.6, 1.6)
-        ax.set_title(_label(dataset))
-        ax.grid(True, axis="y")
-        ax.set_axisbelow(True)
-    axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
-    fig.tight_layout()
-    report.outputs = _save(fig, "figure_8", figures_dir)
+    report.outputs = draw_figure_8(df, figures_dir)
     return _finish(report, out)
 
 
 # ------------------------------------------------------------------------------ figure 9
+def figure_9_data(
+    results_path: os.PathLike = "results",
+    batch_sizes: Sequence[int] = FIGURE_9_BATCH_SIZES,
+    ks: Sequence[int] = FIGURE_9_KS,
+    num_datapoints: int = FIGURE_9_DATAPOINTS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    dataset: str = FIGURE_9_DATASET,
+    depth: int = FIGURE_9_DEPTH,
+    train_K: int = FIGURE_9_TRAIN_K,
+    settings: Optional[Mapping[str, Any]] = None,
+    gradient_samples: int = GRADIENT_SAMPLES,
+    aggregates: bool = True,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 9's inputs (SNR_SUMMARY_COLUMNS, REG only, one row per batch size and K) and
+    the report of its missing inputs; raises MissingInputsError when no dump exists."""
+    spec = protocol_targets.figure_9(
+        results_path,
+        batch_sizes,
+        ks,
+        num_datapoints,
+        iterations,
+        dataset,
+        depth,
+        train_K,
+        settings,
+        gradient_samples,
+        aggregates,
+    )
+    config = spec.runs[0]
+    needs = _Needs("figure_9", spec)
+    rows = []
+    for bs in batch_sizes:
+        rows += _snr_summary_rows(needs, config, depth, "reg", ks, bs, num_datapoints)
+    return _summary_frame(needs, rows, out, results_path)
+
+
+def draw_figure_9(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_9_data's frame: REG's mean SNR vs K, one line per batch size."""
+    batch_sizes = sorted(int(b) for b in df["batch_size"].unique())
+    ks = [int(k) for k in df["K"]]
+    first = df.iloc[0]
+    _setup_style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(batch_sizes)))
+    for color, bs in zip(colors, batch_sizes):
+        line = df[df["batch_size"] == bs].sort_values("K")
+        ax.plot(
+            line["K"].to_numpy(),
+            line["snr"].to_numpy(),
+            marker="o",
+            ms=3,
+            color=color,
+            label=f"batch size {bs}",
+        )
+    ax.set_xscale("log")
+    ax.set_xticks([k for k in (1, 2, 5, 10, 20, 50, 100) if min(ks) <= k <= max(ks)])
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("number of importance samples $K$")
+    ax.set_ylabel("REG mean SNR over encoder weights")
+    ax.set_title(
+        f"{_label(str(first['dataset']))}, {int(first['depth'])} layers, trained with "
+        f"$K = {int(first['train_K'])}$"
+    )
+    ax.grid(True, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, "figure_9", figures_dir)
+
+
 def figure_9(
     results_path: os.PathLike = "results",
     figures_dir: os.PathLike = FIGURES_DIR,
@@ -987,12 +1320,13 @@ def figure_9(
     """Appendix: REG's mean SNR over encoder weights vs K for several batch sizes, power,
     depth 3, K = 30 training. The batch-size-1 curve is data point 0's, as the reference draws
     it; `num_datapoints` > 1 averages over the first data points instead."""
-    spec = protocol_targets.figure_9(
+    df, report = figure_9_data(
         results_path,
         batch_sizes,
         ks,
         num_datapoints,
         iterations,
+        out,
         dataset,
         depth,
         train_K,
@@ -1000,34 +1334,7 @@ def figure_9(
         gradient_samples,
         aggregates,
     )
-    config = spec.runs[0]
-    needs = _Needs("figure_9", spec)
-    found = {
-        bs: _collect_snr_paths(needs, config, "reg", ks, bs, num_datapoints) for bs in batch_sizes
-    }
-    report = needs.report(out)
-    if not any(found.values()):
-        raise _nothing(report, results_path)
-
-    _setup_style()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(batch_sizes)))
-    for color, bs in zip(colors, batch_sizes):
-        if not found[bs]:
-            continue
-        Ks = sorted(found[bs])
-        values = [float(np.mean(mean_snr_over_datapoints(found[bs][K]))) for K in Ks]
-        ax.plot(Ks, values, marker="o", ms=3, color=color, label=f"batch size {bs}")
-    ax.set_xscale("log")
-    ax.set_xticks([k for k in (1, 2, 5, 10, 20, 50, 100) if min(ks) <= k <= max(ks)])
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("number of importance samples $K$")
-    ax.set_ylabel("REG mean SNR over encoder weights")
-    ax.set_title(f"{_label(dataset)}, {depth} layers, trained with $K = {train_K}$")
-    ax.grid(True, which="both")
-    ax.legend()
-    fig.tight_layout()
-    report.outputs = _save(fig, "figure_9", figures_dir)
+    report.outputs = draw_figure_9(df, figures_dir)
     return _finish(report, out)
 
 
@@ -1041,4 +1348,25 @@ FIGURES: Dict[str, Callable[..., FigureReport]] = {
     "figure_8": figure_8,
     "figure_9": figure_9,
     "table_1": table_1,
+}
+
+
+@dataclass(frozen=True)
+class TidyFigure:
+    """A figure split into `collect` (results path and the figure's parameters -> tidy
+    DataFrame and report; raises MissingInputsError when nothing exists) and `draw` (DataFrame,
+    figures folder and the `draw_options` -> written paths), for dgp_snr.reproduction."""
+
+    collect: Callable[..., Tuple[pd.DataFrame, FigureReport]]
+    draw: Callable[..., List[Path]]
+    draw_options: Tuple[str, ...] = ()
+
+
+#: The figures whose data can be exported as a CSV and redrawn from it.
+TIDY_FIGURES: Dict[str, TidyFigure] = {
+    "figure_1": TidyFigure(figure_1_data, draw_figure_1),
+    "figure_2": TidyFigure(figure_2_data, draw_figure_2, ("x_range", "bins")),
+    "figure_3": TidyFigure(figure_3_data, draw_figure_3),
+    "figure_8": TidyFigure(figure_8_data, draw_figure_8),
+    "figure_9": TidyFigure(figure_9_data, draw_figure_9),
 }

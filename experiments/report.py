@@ -1,0 +1,89 @@
+"""Exports targets' results as small committed evidence (the work is dgp_snr.reproduction):
+per target <out>/<target>/data.csv (tidy figure data), <target>.png/.pdf drawn from that CSV,
+and meta.json (profile, sweep command, git commit, wall time, date); prints the log-log slopes
+of mean SNR against K (theory: about -1/2 for REG, +1/2 for DReG).
+
+    python experiments/report.py figure_1 figure_2 --profile reduced \
+        [--results_path results/reduced] [--out reproduction] [--command "..."] [--wall_time_s N]
+
+The figure's parameters are the profile's (as sweep.py and plot.py use them, overrides
+included). Exit status: 0 when every target was exported (possibly from partial data), 2 when
+one had no inputs at all, 1 for a bad input.
+"""
+
+import sys
+from argparse import ArgumentParser
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+from dgp_snr.plotting import ESTIMATORS, TIDY_FIGURES, MissingInputsError  # noqa: E402
+from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args  # noqa: E402
+from dgp_snr.reproduction import DATA_FILE, export_target, loglog_slope, read_data  # noqa: E402
+
+
+def print_slopes(target_dir: Path) -> None:
+    """The log-log slope per estimator (and per dataset, depth and batch size where the frame
+    has several), for SNR-vs-K data (columns estimator, K, snr) with 3 or more values of K."""
+    df = read_data(target_dir / DATA_FILE)
+    if not {"estimator", "K", "snr"} <= set(df.columns) or df["K"].nunique() < 3:
+        return
+    by = [c for c in ("dataset", "depth", "batch_size") if c in df and df[c].nunique() > 1]
+    groups = df.groupby(by, sort=False) if by else [((), df)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{c}={v}" for c, v in zip(by, key))
+        name = f"{target_dir.name}" + (f" ({where})" if where else "")
+        for estimator in ESTIMATORS:
+            if estimator not in set(group["estimator"]):
+                continue
+            try:
+                print(f"{name}: {loglog_slope(group, estimator)}")
+            except ValueError as err:
+                print(f"{name}: no slope for {estimator}: {err}")
+
+
+def main(argv=None) -> int:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="+", choices=sorted(TIDY_FIGURES))
+    parser.add_argument("--results_path", default=None, help="default: results/<profile>")
+    parser.add_argument("--out", default="reproduction", help="the evidence folder")
+    parser.add_argument("--command", default=None, help="the sweep command that made the runs")
+    parser.add_argument("--wall_time_s", type=float, default=None, help="the sweep's wall time")
+    add_profile_arguments(parser, default="reduced")
+    args = parser.parse_args(argv)
+    profile, _ = profile_from_args(args)
+    results_path = args.results_path or str(Path("results") / profile.name)
+    if args.command is None:
+        print("report.py: no --command given; meta.json records it as null", file=sys.stderr)
+    status = 0
+    for target in args.targets:
+        try:
+            target_dir = export_target(
+                target,
+                results_path,
+                args.out,
+                profile_name=profile.name,
+                command=args.command,
+                wall_time_s=args.wall_time_s,
+                **profile.params(target),
+            )
+        except MissingInputsError as err:
+            print(f"report.py: {err}", file=sys.stderr)
+            status = max(status, 2)
+            continue
+        except (ValueError, FileNotFoundError) as err:
+            print(f"report.py: {target}: {err}", file=sys.stderr)
+            status = max(status, 1)
+            continue
+        print(f"report.py: exported {target} to {target_dir}")
+        print_slopes(target_dir)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

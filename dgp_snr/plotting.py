@@ -606,9 +606,10 @@ def draw_figure_2(
             ax.axvline(mean, color="black", linestyle="-", lw=1.2)
             ax.axvline(0.0, color="0.3", linestyle="--", lw=1.0)
             ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {float(snr(g)):.3f}")
+    what = "loss (negative bound)" if loss else "bound"
     for col, est in enumerate(ESTIMATORS):
-        what = "loss (negative bound)" if loss else "bound"
-        axes[-1, col].set_xlabel(f"{LABELS[est]} estimates of the {what}'s gradient in {label}")
+        axes[-1, col].set_xlabel(f"{LABELS[est]} estimates")
+    fig.supxlabel(f"gradient of the {what} in encoder weight {label}", y=0.0)
     handles = [
         plt.Line2D([], [], color=FIT_COLOR, lw=1.4, label="fitted normal"),
         plt.Line2D([], [], color="black", lw=1.2, label="mean"),

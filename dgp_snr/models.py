@@ -12,7 +12,6 @@ from dgp_snr.estimators import Estimator, check_compatible, iwae_bound
 from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer, Layer
 
 MODES = ("VI", "IWAE", "CIWAE")
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass
@@ -29,6 +28,11 @@ class Propagation:
     latent: List[LatentSample]
     noise: List[Optional[tf.Tensor]]
     kl_u: tf.Tensor
+
+
+def _per_sample(Y: tf.Tensor, prop: Propagation) -> tf.Tensor:
+    """Y [B, 1] repeated for each of the propagation's samples: [B, K, 1]."""
+    return tf.tile(Y[:, None, :], [1, tf.shape(prop.f_mean)[1], 1])
 
 
 class DeepGP(gpflow.base.Module):
@@ -148,8 +152,7 @@ class DeepGP(gpflow.base.Module):
     def log_weight_terms(self, prop: Propagation, Y: tf.Tensor):
         """(log_p, log_q, log_q_stopped) [B, K]: log_p is the final layer's closed-form
         E_q[log p(y | f)] plus Σ log p(w); the log q terms sum over latent layers."""
-        K = tf.shape(prop.f_mean)[1]
-        Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
+        Y_tiled = _per_sample(Y, prop)
         # X is None: the Gaussian likelihood does not depend on the inputs (as in GPflux)
         log_p = self.likelihood.variational_expectations(
             None, prop.f_mean, prop.f_var, Y_tiled
@@ -164,8 +167,7 @@ class DeepGP(gpflow.base.Module):
 
     def per_point_vi(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
         """[B]: the VI bound's term per point, averaging the K samples, closed-form KL for q(w)."""
-        K = tf.shape(prop.f_mean)[1]
-        Y_tiled = tf.tile(Y[:, None, :], [1, K, 1])
+        Y_tiled = _per_sample(Y, prop)
         var_exp = self.likelihood.variational_expectations(
             None, prop.f_mean, prop.f_var, Y_tiled
         )  # [B, K]
@@ -229,9 +231,9 @@ class DeepGP(gpflow.base.Module):
     def predictive_log_densities(self, prop: Propagation, Y: tf.Tensor) -> tf.Tensor:
         """[B, S]: log N(y | m_s, v_s + σ²) for each of the S samples of a propagation (the
         terms of the Monte Carlo log predictive density when w is drawn from the prior)."""
-        S = tf.shape(prop.f_mean)[1]
-        Y_tiled = tf.tile(Y[:, None, :], [1, S, 1])
-        return self.likelihood.predict_log_density(None, prop.f_mean, prop.f_var, Y_tiled)
+        return self.likelihood.predict_log_density(
+            None, prop.f_mean, prop.f_var, _per_sample(Y, prop)
+        )
 
     @check_shapes("X: [B, D]", "Y: [B, 1]", "return: [B]")
     def log_predictive_density(self, X: tf.Tensor, Y: tf.Tensor, num_samples: int) -> tf.Tensor:

@@ -362,7 +362,10 @@ def test_unparsable_downloads_are_not_cached(uci):
 
 
 def test_unreachable_server_is_a_clear_error(env):
-    with pytest.raises(DataError, match=r"^download of http://127\.0\.0\.1:9/wine-quality/"):
+    with pytest.raises(
+        DataError,
+        match=r"^download of http://127\.0\.0\.1:9/wine-quality/.*offline\? point DGP_SNR_DATA",
+    ):
         get_regression_data("winered")
     assert _cache_is_empty(env.cache)
 

@@ -70,7 +70,10 @@ def download(url: str, destination: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -
         ) from error
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise DataError(f"download of {url} failed: {reason}") from error
+        raise DataError(
+            f"download of {url} failed: {reason} (offline? point DGP_SNR_DATA at a folder with "
+            "the data files; `dgp-snr-data list` shows where each set is looked for)"
+        ) from error
 
 
 class _NoProgress:

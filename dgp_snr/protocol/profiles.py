@@ -10,6 +10,8 @@ import argparse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from dgp_snr.precision import PRECISIONS
+
 PROFILE_NAMES = ("paper", "reduced", "smoke")
 #: Targets whose definition has a list of datasets / a number of splits (Table 1, Figure 4).
 DATASET_TARGETS = ("figure_3", "figure_4", "figure_8", "table_1")
@@ -51,6 +53,9 @@ class Profile:
             settings["M"] = overrides.M
         if overrides.checkpoint_freq is not None:
             settings["checkpoint_freq"] = overrides.checkpoint_freq
+        if overrides.precision is not None and overrides.precision != "float64":
+            settings["precision"] = overrides.precision
+            reductions.append(f"--precision {overrides.precision} (paper: float64)")
         if settings:
             common["settings"] = settings
         if overrides.splits is not None:
@@ -140,11 +145,12 @@ class Overrides:
     M: Optional[int] = None
     num_samples: Optional[int] = None
     checkpoint_freq: Optional[int] = None
+    precision: Optional[str] = None
 
     def argv(self) -> List[str]:
         """The same overrides as command-line arguments (for plot.py)."""
         out: List[str] = []
-        for name in ("iterations", "M", "num_samples", "checkpoint_freq"):
+        for name in ("iterations", "M", "num_samples", "checkpoint_freq", "precision"):
             value = getattr(self, name)
             if value is not None:
                 out += [f"--{name}", str(value)]
@@ -190,6 +196,12 @@ def add_profile_arguments(parser: argparse.ArgumentParser, default: str = "paper
     group.add_argument("--M", type=int, default=None, help="inducing points per layer")
     group.add_argument("--num_samples", type=int, default=None, help="gradient estimates per dump")
     group.add_argument("--checkpoint_freq", type=int, default=None)
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the runs' precision (default float64, the paper's; mixed: see dgp_snr.precision)",
+    )
 
 
 def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
@@ -200,5 +212,6 @@ def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
         args.M,
         args.num_samples,
         args.checkpoint_freq,
+        args.precision,
     )
     return PROFILES[args.profile].with_overrides(overrides), overrides

@@ -117,10 +117,10 @@ def bench_gemm() -> Dict[str, float]:
     return out
 
 
-def step_flops(model: DeepGP, batch_size: int, num_samples: int) -> float:
+def step_flops(model: DeepGP, batch_size: int, num_importance_samples: int) -> float:
     """Estimated floating-point work of one training step: the dominant matrix products of
     every GP layer's forward and backward pass (kernel, triangular solve, quadratic forms)."""
-    N = batch_size * num_samples
+    N = batch_size * num_importance_samples
     total = 0.0
     for layer in model.layers:
         if not isinstance(layer, GPLayer):
@@ -139,14 +139,14 @@ def _paper_trainer(precision: str) -> Trainer:
         "L1_G5",
         data.X_train,
         data.Y_train,
-        num_samples=50,
+        num_importance_samples=50,
         M=128,
         estimator="dreg",
         seed=0,
         precision=precision,
     )
-    config = TrainingConfig(estimator="dreg", minibatch_size=64, seed=0)
-    return Trainer(model, data.X_train, data.Y_train, config)
+    config = TrainingConfig(estimator="dreg", minibatch_size=64)
+    return Trainer(model, data.X_train, data.Y_train, config, seed=0)
 
 
 def bench_training(quick: bool) -> Dict[str, float]:
@@ -182,7 +182,7 @@ def _demo_model(
         configuration,
         data.X_train,
         data.Y_train,
-        num_samples=50,
+        num_importance_samples=50,
         M=128,
         estimator="dreg",
         precision=precision,
@@ -298,10 +298,10 @@ from dgp_snr.builder import build_model
 from dgp_snr.data import get_regression_data
 from dgp_snr.evaluation import Evaluator
 data = get_regression_data("winered", 0)
-model = build_model("L1_G5", data.X_train, data.Y_train, num_samples=50, M=128)
+model = build_model("L1_G5", data.X_train, data.Y_train, num_importance_samples=50, M=128)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tll = Evaluator(model).test_log_likelihood(
-    data.X_test, data.Y_test, num_samples=int(sys.argv[1]), repeats=1
+    data.X_test, data.Y_test, num_predictive_samples=int(sys.argv[1]), repeats=1
 ).mean
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before / 1024, after / 1024, float(tll))

@@ -1,20 +1,20 @@
-"""Configuration strings ("L1", "L1_G5", "L1_G5_G5_G5") to initialised DeepGP models, with the
-reference initialisation of PAPER.md."""
+"""ModelConfigs (configuration strings "L1", "L1_G5", "L1_G5_G5_G5" with their settings) to
+initialised DeepGP models, with the reference initialisation of PAPER.md."""
 
 import re
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, List, Optional, Union
 
 import gpflow
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
+from dgp_snr.configs import MIXING_INITS, QZ_MODES, ModelConfig
 from dgp_snr.estimators import check_compatible
 from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
 from dgp_snr.models import MODES, DeepGP
 from dgp_snr.precision import get_precision
 
-QZ_MODES = ("encoder", "fix_mu_sigma")
 _TOKEN = re.compile(r"^([LG])(\d+)$")
 
 
@@ -74,9 +74,6 @@ def _rbf(D_in: int, train_variance: bool) -> gpflow.kernels.SquaredExponential:
     return kernel
 
 
-MIXING_INITS = ("reference", "pca")
-
-
 def _right_singular_vectors(X: np.ndarray) -> np.ndarray:
     """Vh [D, D] of the thin SVD X = U S Vh (rows: right singular vectors, largest first),
     zero-padded to D rows when N < D."""
@@ -118,32 +115,32 @@ def mixing_matrix(
 
 
 def build_model(
-    configuration: str,
+    config: Union[ModelConfig, str],
     X: np.ndarray,
     Y: np.ndarray,
-    mode: str = "IWAE",
-    num_samples: int = 5,
-    M: int = 128,
-    likelihood_variance: float = 0.01,
-    encoder_dims: Sequence[int] = (20, 20),
-    fix_linear: bool = True,
-    qz_mode: str = "encoder",
-    beta: float = 0.5,
+    *,
     estimator: Optional[str] = None,
     seed: int = 0,
-    mixing_init: str = "reference",
-    precision: str = "float64",
+    **settings: Any,
 ) -> DeepGP:
-    """The initialised DeepGP for a configuration string, on data X [N, D], Y [N, 1].
+    """The initialised DeepGP of a ModelConfig, on data X [N, D], Y [N, 1].
 
+    `config` may also be a configuration string ("L1_G5") with ModelConfig fields as keywords
+    (`build_model("L1", X, Y, M=8)`); keywords also override a ModelConfig's fields.
     `estimator`, when given, is checked against the structure (DReG needs the latent layer
-    first; STL and DReG need importance weights, so not the VI mode). `mixing_init` chooses the
-    hidden layers' initial mixing matrix (see `mixing_matrix`). `precision` is "float64" (the
-    paper's) or "mixed" (the GP layers' large products in float32; see dgp_snr.precision); it
-    changes no parameter, so either can restore the other's checkpoints.
+    first; STL and DReG need importance weights, so not the VI mode). `seed` draws the
+    inducing inputs, the padding and the encoder weights. `mixing_init` chooses the hidden
+    layers' initial mixing matrix (see `mixing_matrix`). `precision` is "float64" (the paper's)
+    or "mixed" (the GP layers' large products in float32; see dgp_snr.precision); it changes
+    no parameter, so either can restore the other's checkpoints.
     """
+    if isinstance(config, str):
+        config = ModelConfig(configuration=config)
+    cfg = replace(config, **settings) if settings else config  # TypeError naming a bad key
+    configuration, mode, qz_mode = cfg.configuration, cfg.mode, cfg.qz_mode
+    mixing_init, M = cfg.mixing_init, cfg.M
     specs = parse_configuration(configuration)
-    policy = get_precision(precision)  # ValueError naming the known precisions
+    policy = get_precision(cfg.precision)  # ValueError naming the known precisions
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
     if mixing_init not in MIXING_INITS:
@@ -170,7 +167,7 @@ def build_model(
     D_in = D
     for spec in specs:
         if spec.kind == "L":
-            encoder = Encoder(D + 1, spec.width, encoder_dims, rng=rng)
+            encoder = Encoder(D + 1, spec.width, tuple(cfg.encoder_dims), rng=rng)
             layers.append(LatentVariableLayer(encoder, fix_q=qz_mode == "fix_mu_sigma"))
             D_in += spec.width
         else:
@@ -188,7 +185,7 @@ def build_model(
                 q_sqrt_scale=1e-5,
                 precision=policy,
             )
-            if fix_linear:
+            if cfg.fix_linear:
                 gpflow.set_trainable(layer.mixing, False)
                 gpflow.set_trainable(mean_function, False)
             layers.append(layer)
@@ -198,5 +195,13 @@ def build_model(
             _rbf(D_in, train_variance=True), _padded_inducing(Z_x, D_in, rng), precision=policy
         )
     )
-    likelihood = gpflow.likelihoods.Gaussian(variance=likelihood_variance)
-    return DeepGP(layers, likelihood, N, mode=mode, num_samples=num_samples, beta=beta, seed=seed)
+    likelihood = gpflow.likelihoods.Gaussian(variance=cfg.likelihood_variance)
+    return DeepGP(
+        layers,
+        likelihood,
+        N,
+        mode=mode,
+        num_importance_samples=cfg.num_importance_samples,
+        beta=cfg.beta,
+        seed=seed,
+    )

@@ -72,7 +72,7 @@ class TestLogLikelihood:
     values: [R], one per repeat (each the mean over test points of log (1/S) Σ_s p(y | s))."""
 
     values: np.ndarray
-    num_samples: int
+    num_predictive_samples: int  # S
 
     @property
     def mean(self) -> float:
@@ -104,28 +104,32 @@ class Evaluator:
         self._f_marginals = tf.function(self._f_marginals_impl, reduce_retracing=True)
 
     # -------------------------------------------------------------- chunking and noise
-    def chunk_sizes(self, num_samples: int, num_points: int) -> Tuple[int, int]:
+    def chunk_sizes(self, samples_per_point: int, num_points: int) -> Tuple[int, int]:
         """(points per call, samples per call) with points * samples * row_cost bounded."""
         rows = max(1, self.max_elements // self.row_cost)
-        if num_samples <= rows or self._joint:
-            return max(1, min(num_points, rows // num_samples)), num_samples
+        if samples_per_point <= rows or self._joint:
+            return max(1, min(num_points, rows // samples_per_point)), samples_per_point
         return 1, rows
 
-    def _noise_impl(self, idx: tf.Tensor, keys: tf.Tensor, num_samples: int) -> List[tf.Tensor]:
+    def _noise_impl(
+        self, idx: tf.Tensor, keys: tf.Tensor, samples_per_point: int
+    ) -> List[tf.Tensor]:
         """Per layer, noise [B, S, width]: point idx[b]'s draw depends on (keys, idx[b]) only."""
         return [
-            _normal_per_point(idx, keys[layer_i], [num_samples, width])
+            _normal_per_point(idx, keys[layer_i], [samples_per_point, width])
             for layer_i, width in enumerate(self.widths)
         ]
 
     def _point_noise(
-        self, idx: np.ndarray, seed: int, purpose: int, repeat: int, num_samples: int
+        self, idx: np.ndarray, seed: int, purpose: int, repeat: int, samples_per_point: int
     ) -> List[Optional[tf.Tensor]]:
         keys = stream_keys(seed, purpose, repeat, len(self.widths) + 1)
         if not self.widths:
             return [None]
         idx_t = tf.constant(idx, dtype=tf.int64)
-        return list(self._noise(idx_t, tf.constant(keys, dtype=tf.int64), num_samples)) + [None]
+        return list(self._noise(idx_t, tf.constant(keys, dtype=tf.int64), samples_per_point)) + [
+            None
+        ]
 
     @staticmethod
     def _point_chunks(
@@ -139,28 +143,28 @@ class Evaluator:
 
     @staticmethod
     def _sample_chunks(
-        noise: List[Optional[tf.Tensor]], num_samples: int, S_chunk: int
+        noise: List[Optional[tf.Tensor]], samples_per_point: int, S_chunk: int
     ) -> Iterator[Tuple[List[Optional[tf.Tensor]], int]]:
         """(noise [B, s, ...] per layer, s) for consecutive chunks of the S samples."""
-        for s0 in range(0, num_samples, S_chunk):
-            s1 = min(s0 + S_chunk, num_samples)
+        for s0 in range(0, samples_per_point, S_chunk):
+            s1 = min(s0 + S_chunk, samples_per_point)
             yield [None if n is None else n[:, s0:s1] for n in noise], s1 - s0
 
     # -------------------------------------------------------------- compiled pieces
-    def _log_sum_density_impl(self, X, Y, noise, num_samples: int):
+    def _log_sum_density_impl(self, X, Y, noise, samples_per_point: int):
         """[B] log Σ_s N(y | m_s, v_s + σ²) and [B] Σ_s m_s over the S samples (w from the
         prior), from one pass."""
-        prop = self.model.propagate(X, None, num_samples, noise=noise)
+        prop = self.model.propagate(X, None, samples_per_point, noise=noise)
         log_dens = self.model.predictive_log_densities(prop, Y)  # [B, S]
         return tf.reduce_logsumexp(log_dens, axis=1), tf.reduce_sum(prop.f_mean[..., 0], axis=1)
 
-    def _per_point_bound_impl(self, X, Y, noise, num_samples: int) -> tf.Tensor:
+    def _per_point_bound_impl(self, X, Y, noise, samples_per_point: int) -> tf.Tensor:
         """[B]: each point's term of the model's bound (w from q(w | x, y))."""
-        prop = self.model.propagate(X, Y, num_samples, noise=noise)
+        prop = self.model.propagate(X, Y, samples_per_point, noise=noise)
         return self.model.per_point_bound(prop, Y)
 
-    def _f_marginals_impl(self, X, noise, num_samples: int):
-        prop = self.model.propagate(X, None, num_samples, noise=noise)
+    def _f_marginals_impl(self, X, noise, samples_per_point: int):
+        prop = self.model.propagate(X, None, samples_per_point, noise=noise)
         return prop.f_mean[..., 0], prop.f_var[..., 0]  # [B, S]
 
     # -------------------------------------------------------------- public
@@ -168,19 +172,21 @@ class Evaluator:
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: int = TEST_SAMPLES,
+        num_predictive_samples: int = TEST_SAMPLES,
         seed: int = 0,
         repeat: int = 0,
         progress: bool = False,
     ) -> np.ndarray:
         """[N]: log (1/S) Σ_s N(y_n | m_s(x_n), v_s(x_n) + σ²) per point, X [N, D], Y [N, 1]."""
-        return self.log_predictive_density_and_mean(X, Y, num_samples, seed, repeat, progress)[0]
+        return self.log_predictive_density_and_mean(
+            X, Y, num_predictive_samples, seed, repeat, progress
+        )[0]
 
     def log_predictive_density_and_mean(
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: int = TEST_SAMPLES,
+        num_predictive_samples: int = TEST_SAMPLES,
         seed: int = 0,
         repeat: int = 0,
         progress: bool = False,
@@ -188,29 +194,31 @@ class Evaluator:
         """Per point, from the same S samples: the log predictive density [N] (as
         log_predictive_density) and the predictive mean (1/S) Σ_s m_s(x_n) [N]."""
         X, Y = _check_xy(X, Y)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if num_predictive_samples < 1:
+            raise ValueError(
+                f"num_predictive_samples must be at least 1, got {num_predictive_samples}"
+            )
         N = X.shape[0]
-        B, S_chunk = self.chunk_sizes(num_samples, N)
+        B, S_chunk = self.chunk_sizes(num_predictive_samples, N)
         lpd, mean = np.empty(N), np.empty(N)
         for idx, padded in self._point_chunks(N, B, progress, "test LL"):
             Xc, Yc = tf.constant(X[padded]), tf.constant(Y[padded])
-            noise = self._point_noise(padded, seed, Stream.TEST_LL, repeat, num_samples)
+            noise = self._point_noise(padded, seed, Stream.TEST_LL, repeat, num_predictive_samples)
             log_sums, mean_sums = [], []
-            for piece, S in self._sample_chunks(noise, num_samples, S_chunk):
+            for piece, S in self._sample_chunks(noise, num_predictive_samples, S_chunk):
                 log_sum, mean_sum = self._log_sum_density(Xc, Yc, piece, S)
                 log_sums.append(log_sum.numpy())
                 mean_sums.append(mean_sum.numpy())
             total = log_sums[0] if len(log_sums) == 1 else logsumexp(np.stack(log_sums), axis=0)
-            lpd[idx] = total[: len(idx)] - math.log(num_samples)
-            mean[idx] = np.sum(mean_sums, axis=0)[: len(idx)] / num_samples
+            lpd[idx] = total[: len(idx)] - math.log(num_predictive_samples)
+            mean[idx] = np.sum(mean_sums, axis=0)[: len(idx)] / num_predictive_samples
         return lpd, mean
 
     def test_log_likelihood(
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: int = TEST_SAMPLES,
+        num_predictive_samples: int = TEST_SAMPLES,
         repeats: int = TEST_REPEATS,
         seed: int = 0,
         progress: bool = False,
@@ -220,27 +228,29 @@ class Evaluator:
             raise ValueError(f"repeats must be at least 1, got {repeats}")
         values = np.array(
             [
-                self.log_predictive_density(X, Y, num_samples, seed, r, progress).mean()
+                self.log_predictive_density(X, Y, num_predictive_samples, seed, r, progress).mean()
                 for r in range(repeats)
             ]
         )
-        return TestLogLikelihood(values, num_samples)
+        return TestLogLikelihood(values, num_predictive_samples)
 
     def _bound_sums(
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: Optional[int],
+        num_importance_samples: Optional[int],
         repeats: int,
         seed: int,
         progress: bool,
     ) -> Tuple[np.ndarray, float]:
         """([R] Σ_n per-point term of the model's bound over X [N, D], Y [N, 1], each repeat
-        with fresh samples (K = num_samples, default the model's); Σ KL[q(u) || p(u)])."""
+        with fresh samples (K = num_importance_samples, default the model's); Σ KL[q(u) || p(u)]).
+        """
         X, Y = _check_xy(X, Y)
-        K = self.model.num_samples if num_samples is None else int(num_samples)
+        K = num_importance_samples
+        K = self.model.num_importance_samples if K is None else int(K)
         if K < 1:
-            raise ValueError(f"num_samples must be at least 1, got {K}")
+            raise ValueError(f"num_importance_samples must be at least 1, got {K}")
         N = X.shape[0]
         rows = max(1, self.max_elements // self.row_cost)
         B = max(1, min(N, rows // K))
@@ -261,22 +271,22 @@ class Evaluator:
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: Optional[int] = None,
+        num_importance_samples: Optional[int] = None,
         repeats: int = 1,
         seed: int = 0,
         progress: bool = False,
     ) -> np.ndarray:
-        """[R]: the model's bound (its mode: VI, IWVI or CIWAE, K = num_samples, default the
-        model's) on the whole of X [N, D], Y [N, 1], each repeat with fresh samples:
+        """[R]: the model's bound (its mode: VI, IWVI or CIWAE; K = num_importance_samples,
+        default the model's) on the whole of X [N, D], Y [N, 1], each repeat with fresh samples:
         Σ_n per-point term - Σ KL[q(u) || p(u)]. X should be the training set (num_data = N)."""
-        sums, kl_u = self._bound_sums(X, Y, num_samples, repeats, seed, progress)
+        sums, kl_u = self._bound_sums(X, Y, num_importance_samples, repeats, seed, progress)
         return sums - kl_u
 
     def mean_bound_per_point(
         self,
         X: np.ndarray,
         Y: np.ndarray,
-        num_samples: Optional[int] = None,
+        num_importance_samples: Optional[int] = None,
         repeats: int = 1,
         seed: int = 0,
         progress: bool = False,
@@ -284,22 +294,26 @@ class Evaluator:
         """[R]: the bound per data point on any set X [N', D], Y [N', 1] (the training set or
         another): (1/N') Σ_n per-point term - Σ KL[q(u) || p(u)] / num_data, K and repeats as
         in train_elbo. On the training set it is train_elbo / N."""
-        sums, kl_u = self._bound_sums(X, Y, num_samples, repeats, seed, progress)
+        sums, kl_u = self._bound_sums(X, Y, num_importance_samples, repeats, seed, progress)
         return sums / len(X) - kl_u / self.model.num_data
 
     def predictive_samples(
-        self, x: np.ndarray, num_samples: int = TEST_SAMPLES, seed: int = 0, index: int = 0
+        self,
+        x: np.ndarray,
+        num_predictive_samples: int = TEST_SAMPLES,
+        seed: int = 0,
+        index: int = 0,
     ) -> np.ndarray:
         """[S]: samples of y from the predictive distribution at one input x [D] (or [1, D]).
 
         `index` names the point in its data set (it selects the random stream)."""
         x = np.asarray(x, dtype=np.float64).reshape(1, -1)
-        return self.predictive_samples_at(x, num_samples, seed, [index])[0]
+        return self.predictive_samples_at(x, num_predictive_samples, seed, [index])[0]
 
     def predictive_samples_at(
         self,
         X: np.ndarray,
-        num_samples: int = TEST_SAMPLES,
+        num_predictive_samples: int = TEST_SAMPLES,
         seed: int = 0,
         indices: Optional[Sequence[int]] = None,
     ) -> np.ndarray:
@@ -310,27 +324,31 @@ class Evaluator:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"expected X [N, D] with N > 0, got {X.shape}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if num_predictive_samples < 1:
+            raise ValueError(
+                f"num_predictive_samples must be at least 1, got {num_predictive_samples}"
+            )
         N = X.shape[0]
         indices = np.arange(N) if indices is None else np.asarray(indices).reshape(-1)
         if indices.shape != (N,):
             raise ValueError(f"expected {N} indices, got {indices.shape[0]}")
         indices = indices.astype(np.int64)
-        B, S_chunk = self.chunk_sizes(num_samples, N)
+        B, S_chunk = self.chunk_sizes(num_predictive_samples, N)
         y_key = tf.constant(stream_keys(seed, Stream.PREDICT, 1, 1)[0], dtype=tf.int64)
         sigma2 = float(self.model.likelihood.variance.numpy())
-        out = np.empty((N, num_samples))
+        out = np.empty((N, num_predictive_samples))
         for rows, padded in self._point_chunks(N, B):
             Xc, idx = tf.constant(X[padded]), indices[padded]
-            noise = self._point_noise(idx, seed, Stream.PREDICT, 0, num_samples)
+            noise = self._point_noise(idx, seed, Stream.PREDICT, 0, num_predictive_samples)
             means, variances = [], []
-            for piece, S in self._sample_chunks(noise, num_samples, S_chunk):
+            for piece, S in self._sample_chunks(noise, num_predictive_samples, S_chunk):
                 mean, var = self._f_marginals(Xc, piece, S)
                 means.append(mean.numpy())
                 variances.append(var.numpy())
             mean, var = np.concatenate(means, axis=1), np.concatenate(variances, axis=1)
-            y_noise = self._normal_per_point(tf.constant(idx), y_key, [num_samples]).numpy()
+            y_noise = self._normal_per_point(
+                tf.constant(idx), y_key, [num_predictive_samples]
+            ).numpy()
             out[rows] = (mean + np.sqrt(var + sigma2) * y_noise)[: len(rows)]
         return out
 
@@ -370,8 +388,9 @@ class RunEvaluation:
     cached: Dict[str, bool] = field(default_factory=dict)
 
 
-def _cache_key(kind: str, step: int, num_samples: Optional[int], repeats: int, seed: int) -> str:
-    return f"{kind}:step={step}:S={num_samples}:R={repeats}:seed={seed}"
+def _cache_key(kind: str, step: int, samples: Optional[int], repeats: int, seed: int) -> str:
+    # "S=": the samples per point (S or K); the key's spelling is evaluation.json's format.
+    return f"{kind}:step={step}:S={samples}:R={repeats}:seed={seed}"
 
 
 def _read_cache(run_dir: Path) -> Dict[str, dict]:
@@ -402,7 +421,7 @@ def evaluate_run(
     run_dir: os.PathLike,
     test_ll: bool = True,
     elbo: bool = False,
-    num_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     repeats: int = TEST_REPEATS,
     elbo_repeats: int = ELBO_REPEATS,
     seed: int = 0,
@@ -411,8 +430,9 @@ def evaluate_run(
     recompute: bool = False,
     progress: bool = False,
 ) -> RunEvaluation:
-    """Test log-likelihood ([repeats] values, `num_samples` each) and/or the full-data train
-    ELBO ([elbo_repeats] values, the run's K) of a run's checkpoint (default: latest).
+    """Test log-likelihood ([repeats] values, S = `num_predictive_samples` each) and/or the
+    full-data train ELBO ([elbo_repeats] values, the run's K) of a run's checkpoint (default:
+    latest).
 
     Results are cached in <run_dir>/evaluation.json, keyed by step, samples, repeats and seed;
     `recompute` ignores the cache. Raises FileNotFoundError for a run without a checkpoint."""
@@ -425,8 +445,10 @@ def evaluate_run(
             raise FileNotFoundError(f"{run_dir} has no checkpoint in {CHECKPOINT_DIR}/ yet")
     cache = {} if recompute else _read_cache(run_dir)
     keys = {
-        "test_ll": _cache_key("test_ll", step, num_samples, repeats, seed),
-        "train_elbo": _cache_key("train_elbo", step, config.num_IW_samples, elbo_repeats, seed),
+        "test_ll": _cache_key("test_ll", step, num_predictive_samples, repeats, seed),
+        "train_elbo": _cache_key(
+            "train_elbo", step, config.model.num_importance_samples, elbo_repeats, seed
+        ),
     }
     wanted = [k for k, on in (("test_ll", test_ll), ("train_elbo", elbo)) if on]
     result = RunEvaluation(config.run_name, step)
@@ -445,7 +467,7 @@ def evaluate_run(
     restored = int(trainer.step.numpy())
     if restored != step:
         return evaluate_run(
-            run_dir, test_ll, elbo, num_samples, repeats, elbo_repeats, seed, restored,
+            run_dir, test_ll, elbo, num_predictive_samples, repeats, elbo_repeats, seed, restored,
             max_elements, recompute, progress,
         )  # fmt: skip
     evaluator = Evaluator(model, max_elements)
@@ -454,7 +476,7 @@ def evaluate_run(
     for kind in todo:
         if kind == "test_ll":
             values = evaluator.test_log_likelihood(
-                data.X_test, data.Y_test, num_samples, repeats, seed, progress
+                data.X_test, data.Y_test, num_predictive_samples, repeats, seed, progress
             ).values
         else:
             values = evaluator.train_elbo(
@@ -570,7 +592,7 @@ def evaluate_target(
     splits: Optional[int] = None,
     iterations: int = PAPER_ITERATIONS,
     preview: bool = False,
-    num_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     repeats: int = TEST_REPEATS,
     elbo_repeats: int = ELBO_REPEATS,
     seed: int = 0,
@@ -597,7 +619,7 @@ def evaluate_target(
             run.config.run_dir(),
             test_ll=True,
             elbo="train_elbo" in files,
-            num_samples=num_samples,
+            num_predictive_samples=num_predictive_samples,
             repeats=repeats,
             elbo_repeats=elbo_repeats,
             seed=seed,

@@ -137,9 +137,9 @@ class EncoderGradientSampler:
                     names.append(f"layer{i}/{v.name.split(':')[0]}")
         return names
 
-    def chunk_size(self, num_samples: int) -> int:
+    def chunk_size(self, num_importance_samples: int) -> int:
         """Replicas per compiled call, so that R*B*K rows stay under max_rows."""
-        rows = int(self.X.shape[0]) * num_samples
+        rows = int(self.X.shape[0]) * num_importance_samples
         return max(1, self.max_rows // rows)
 
     def _gradients(
@@ -155,7 +155,7 @@ class EncoderGradientSampler:
 
     def sample(
         self,
-        num_samples: int,
+        num_importance_samples: int,
         num_estimates: int,
         estimator: str,
         noise: Optional[Sequence[Optional[tf.Tensor]]] = None,
@@ -163,22 +163,23 @@ class EncoderGradientSampler:
         rng: Optional[tf.random.Generator] = None,
         progress: bool = False,
     ) -> Dict[str, np.ndarray]:
-        """`num_estimates` independent estimates [R, *phi.shape] per encoder variable, at K =
-        num_samples. `noise` (as from model.draw_noise(R * B, K), replica-major) fixes every
-        draw; otherwise `rng` (default: the model's) supplies it."""
+        """`num_estimates` (R) independent estimates [R, *phi.shape] per encoder variable, at
+        K = num_importance_samples. `noise` (as from model.draw_noise(R * B, K), replica-major)
+        fixes every draw; otherwise `rng` (default: the model's) supplies it."""
         self.model.check_estimator(estimator)
-        if num_samples < 1:
-            raise ValueError(f"K (num_samples) must be at least 1, got {num_samples}")
+        K = num_importance_samples
+        if K < 1:
+            raise ValueError(f"num_importance_samples (K) must be at least 1, got {K}")
         B = int(self.X.shape[0])
-        chunk = chunk_size or self.chunk_size(num_samples)
+        chunk = chunk_size or self.chunk_size(K)
         # At the encoder's current weights, so a sampler stays right while a model trains.
         jacobians = _compiled_jacobians(self.model, self.X, self.Y)
         pieces: List[List[np.ndarray]] = []
         starts = range(0, num_estimates, chunk)
-        for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={num_samples}"):
+        for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={K}"):
             R = min(chunk, num_estimates - start)
             if noise is None:
-                chunk_noise = self.model.draw_noise(R * B, num_samples, rng)
+                chunk_noise = self.model.draw_noise(R * B, K, rng)
             else:
                 chunk_noise = [
                     None if n is None else n[start * B : (start + R) * B] for n in noise

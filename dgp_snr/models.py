@@ -40,7 +40,7 @@ class DeepGP(gpflow.base.Module):
     single-output GP layer and a Gaussian likelihood.
 
     mode: "VI" (doubly-stochastic bound, closed-form KL for q(w)), "IWAE" (the importance-weighted
-    bound with K = num_samples), or "CIWAE" (beta * VI + (1 - beta) * IWVI).
+    bound with K = num_importance_samples), or "CIWAE" (beta * VI + (1 - beta) * IWVI).
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class DeepGP(gpflow.base.Module):
         likelihood: gpflow.likelihoods.Gaussian,
         num_data: int,
         mode: str = "IWAE",
-        num_samples: int = 5,
+        num_importance_samples: int = 5,
         beta: float = 0.5,
         seed: Optional[int] = None,
         name: Optional[str] = None,
@@ -59,13 +59,15 @@ class DeepGP(gpflow.base.Module):
             raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
         if not layers or not isinstance(layers[-1], GPLayer) or layers[-1].num_outputs != 1:
             raise ValueError("the last layer must be a single-output GPLayer")
-        if num_samples < 1:
-            raise ValueError(f"num_samples (K) must be at least 1, got {num_samples}")
+        if num_importance_samples < 1:
+            raise ValueError(
+                f"num_importance_samples (K) must be at least 1, got {num_importance_samples}"
+            )
         self.layers = list(layers)
         self.likelihood = likelihood
         self.num_data = num_data
         self.mode = mode
-        self.num_samples = num_samples
+        self.num_importance_samples = num_importance_samples
         self.beta = beta
         self.rng = tf.random.Generator.from_seed(
             np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed
@@ -103,14 +105,17 @@ class DeepGP(gpflow.base.Module):
 
     # ----------------------------------------------------------------------------- propagation
     def draw_noise(
-        self, num_points: int, num_samples: int, rng: Optional[tf.random.Generator] = None
+        self, num_points: int, samples_per_point: int, rng: Optional[tf.random.Generator] = None
     ) -> List[Optional[tf.Tensor]]:
-        """Standard-normal noise [B, K, layer.noise_width] for every layer; None for the last."""
+        """Standard-normal noise [B, K, layer.noise_width] for every layer (B = num_points,
+        K = samples_per_point); None for the last."""
         rng = self.rng if rng is None else rng
         dtype = gpflow.config.default_float()
         noise: List[Optional[tf.Tensor]] = []
         for layer in self.layers[:-1]:
-            noise.append(rng.normal([num_points, num_samples, layer.noise_width], dtype=dtype))
+            noise.append(
+                rng.normal([num_points, samples_per_point, layer.noise_width], dtype=dtype)
+            )
         return noise + [None]
 
     @check_shapes("X: [B, D]", "Y: [B, 1]")
@@ -118,16 +123,17 @@ class DeepGP(gpflow.base.Module):
         self,
         X: tf.Tensor,
         Y: Optional[tf.Tensor] = None,
-        num_samples: Optional[int] = None,
+        samples_per_point: Optional[int] = None,
         noise: Optional[Sequence[Optional[tf.Tensor]]] = None,
     ) -> Propagation:
-        """Pushes K samples for each point of X through the layers.
+        """Pushes `samples_per_point` samples for each point of X through the layers: K for a
+        bound (default: the model's num_importance_samples), S for prediction.
 
         With Y, latent layers draw w from q(w | x, y); without it, from the prior. `noise`
         (from draw_noise) fixes every random draw, so two passes can share their noise.
         """
-        K = self.num_samples if num_samples is None else num_samples
-        if num_samples is None and noise is not None and noise[0] is not None:
+        K = self.num_importance_samples if samples_per_point is None else samples_per_point
+        if samples_per_point is None and noise is not None and noise[0] is not None:
             K = tf.shape(noise[0])[1]  # the noise fixes K
         if noise is None:
             noise = self.draw_noise(tf.shape(X)[0], K)
@@ -208,22 +214,24 @@ class DeepGP(gpflow.base.Module):
         per_point = self.per_point_surrogate(prop, Y, estimator)
         return self._scale(Y) * tf.reduce_sum(per_point) - prop.kl_u
 
-    def elbo(self, X: tf.Tensor, Y: tf.Tensor, num_samples: Optional[int] = None) -> tf.Tensor:
-        """A stochastic estimate of the model's bound on the batch (X, Y)."""
-        return self.bound(self.propagate(X, Y, num_samples), Y)
+    def elbo(
+        self, X: tf.Tensor, Y: tf.Tensor, num_importance_samples: Optional[int] = None
+    ) -> tf.Tensor:
+        """A stochastic estimate of the model's bound on the batch (X, Y) (K: the model's)."""
+        return self.bound(self.propagate(X, Y, num_importance_samples), Y)
 
     # ----------------------------------------------------------------------------- prediction
     @check_shapes("X: [N, D]", "return[0]: [S, N, 1]", "return[1]: [S, N, 1]")
-    def predict_f_samples_marginals(self, X: tf.Tensor, num_samples: int):
-        """Final-layer mean and variance [S, N, 1] for S draws of everything before it (w from
-        the prior)."""
-        prop = self.propagate(X, None, num_samples)
+    def predict_f_samples_marginals(self, X: tf.Tensor, num_predictive_samples: int):
+        """Final-layer mean and variance [S, N, 1] for S = num_predictive_samples draws of
+        everything before it (w from the prior)."""
+        prop = self.propagate(X, None, num_predictive_samples)
         return tf.transpose(prop.f_mean, [1, 0, 2]), tf.transpose(prop.f_var, [1, 0, 2])
 
     @check_shapes("X: [N, D]", "return: [S, N, 1]")
-    def predict_y_samples(self, X: tf.Tensor, num_samples: int) -> tf.Tensor:
+    def predict_y_samples(self, X: tf.Tensor, num_predictive_samples: int) -> tf.Tensor:
         """Samples [S, N, 1] of y from the predictive distribution."""
-        mean, var = self.predict_f_samples_marginals(X, num_samples)
+        mean, var = self.predict_f_samples_marginals(X, num_predictive_samples)
         y_var = var + self.likelihood.variance
         return mean + tf.sqrt(y_var) * self.rng.normal(tf.shape(mean), dtype=mean.dtype)
 
@@ -236,7 +244,9 @@ class DeepGP(gpflow.base.Module):
         )
 
     @check_shapes("X: [B, D]", "Y: [B, 1]", "return: [B]")
-    def log_predictive_density(self, X: tf.Tensor, Y: tf.Tensor, num_samples: int) -> tf.Tensor:
+    def log_predictive_density(
+        self, X: tf.Tensor, Y: tf.Tensor, num_predictive_samples: int
+    ) -> tf.Tensor:
         """Monte Carlo log (1/S) Σ_s N(y | m_s, v_s + σ²) per point [B]."""
-        prop = self.propagate(X, None, num_samples)
+        prop = self.propagate(X, None, num_predictive_samples)
         return iwae_bound(self.predictive_log_densities(prop, Y))

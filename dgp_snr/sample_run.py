@@ -60,7 +60,7 @@ def _check_has_encoder(model: DeepGP, where: str) -> None:
 def sample_gradients(
     run_dir: os.PathLike,
     ks: Sequence[int],
-    num_samples: int = 1000,
+    num_estimates: int = 1000,
     batch_size: int = 1,
     num_datapoints: int = 1,
     estimator: str = "dreg",
@@ -68,20 +68,22 @@ def sample_gradients(
     step: Optional[int] = None,
     progress: bool = True,
 ) -> List[Path]:
-    """Draws `num_samples` independent estimates of every encoder-parameter gradient for each K
-    in `ks`, at checkpoint `step` (default: the latest) of the run in `run_dir`, and writes one
-    .npz per (estimator, batch size, K[, data point]) under <run_dir>/gradients/.
+    """Draws `num_estimates` (R) independent estimates of every encoder-parameter gradient for
+    each K in `ks`, at checkpoint `step` (default: the latest) of the run in `run_dir`, and
+    writes one .npz per (estimator, batch size, K[, data point]) under <run_dir>/gradients/.
 
     batch_size 1: training points 0 .. num_datapoints-1, one at a time (file suffix _dp<i>).
     batch_size B > 1: the batch is training points [0, B) (num_datapoints must be 1).
-    Raw dumps hold {name: [num_samples, *phi.shape]}; with save_aggregates only each parameter's
+    Raw dumps hold {name: [R, *phi.shape]}; with save_aggregates only each parameter's
     mean and std. Existing files are skipped (a warning when they come from another step).
     Returns the paths written.
     """
     ks = check_ks(ks)
     Estimator.parse(estimator)  # ValueError naming the known estimators
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be at least 2 (a std needs two), got {num_samples}")
+    if num_estimates < 2:
+        raise ValueError(
+            f"num_estimates must be at least 2 (a std needs two), got {num_estimates}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if num_datapoints < 1:
@@ -133,11 +135,11 @@ def sample_gradients(
                 config.effective_seed, Stream.GRADIENTS, restored_step, batch_size, start, K
             )
             bar.set_postfix(K=K, datapoint=dp, refresh=False)
-            samples = sampler.sample(K, num_samples, estimator, rng=rng)
+            samples = sampler.sample(K, num_estimates, estimator, rng=rng)
             meta = {
                 "K": K,
                 "batch_size": batch_size,
-                "num_samples": num_samples,
+                "num_samples": num_estimates,  # the dumps' key (plotting reads it)
                 "datapoint": -1 if dp is None else dp,
                 "batch_start": start,
                 "step": restored_step,
@@ -177,13 +179,15 @@ def encoder_snr(
     model: DeepGP,
     X: np.ndarray,
     Y: np.ndarray,
-    K: int,
+    num_importance_samples: int,
     num_estimates: int,
     estimator: str,
     rng: tf.random.Generator,
 ) -> Dict[str, float]:
     """Mean SNR per encoder parameter and overall ("all") at the model's current state on the
-    batch (X [B, D], Y [B, 1]), from `num_estimates` estimates at K: what training logs every
+    batch (X [B, D], Y [B, 1]), from `num_estimates` estimates at K = num_importance_samples:
+    what training logs every
     log_snr_freq iterations, with the sampler sample_gradients uses."""
-    samples = EncoderGradientSampler(model, X, Y).sample(K, num_estimates, estimator, rng=rng)
+    sampler = EncoderGradientSampler(model, X, Y)
+    samples = sampler.sample(num_importance_samples, num_estimates, estimator, rng=rng)
     return mean_snr(samples)

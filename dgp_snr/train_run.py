@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -57,17 +56,17 @@ RUN_CONTROL_FIELDS = frozenset(
         "log_snr_freq",
         "log_main_freq",
         "log_test_freq",
-        "num_predict_samples",
+        "num_predictive_samples",
         "assert_no_nans",
     }
 )
 
 #: The fixed batch of the in-training logs is the first min(minibatch, LOG_BATCH_MAX) points.
 LOG_BATCH_MAX = 512
-#: Gradient estimates per in-training SNR log (at K = num_IW_samples, the run's estimator).
+#: Gradient estimates per in-training SNR log (at the run's K and estimator).
 SNR_NUM_ESTIMATES = 100
 #: Predictive samples of the in-training test log-likelihood (the final one uses
-#: num_predict_samples).
+#: logging.num_predictive_samples).
 TEST_LOG_SAMPLES = 100
 #: Test points whose predictive samples get a Shapiro-Wilk test (the first ones of the test set).
 SHAPIRO_POINTS = 100
@@ -137,13 +136,13 @@ class _SignalGuard:
 
 # ------------------------------------------------------------------------------- evaluation
 def _test_metrics(
-    evaluator: Evaluator, data: RegressionData, num_samples: int, seed: int
+    evaluator: Evaluator, data: RegressionData, num_predictive_samples: int, seed: int
 ) -> Dict[str, float]:
-    """Mean test log-likelihood (num_samples predictive samples) and RMSE of the predictive
+    """Mean test log-likelihood (num_predictive_samples samples S) and RMSE of the predictive
     mean, in the normalised units and in the original units of Y (the log-likelihood shifts by
     -log Y_std, the RMSE scales)."""
     lpd, mean = evaluator.log_predictive_density_and_mean(
-        data.X_test, data.Y_test, num_samples, seed=seed
+        data.X_test, data.Y_test, num_predictive_samples, seed=seed
     )
     y_std = float(data.Y_std.squeeze())
     rmse = float(np.sqrt(np.mean(np.square(data.Y_test[:, 0] - mean))))
@@ -156,11 +155,13 @@ def _test_metrics(
     }
 
 
-def _median_shapiro_w(evaluator: Evaluator, X: np.ndarray, num_samples: int, seed: int) -> float:
+def _median_shapiro_w(
+    evaluator: Evaluator, X: np.ndarray, num_predictive_samples: int, seed: int
+) -> float:
     """Median over the first SHAPIRO_POINTS points of X of the Shapiro-Wilk W statistic of each
-    point's min(num_samples, SHAPIRO_MAX_SAMPLES) predictive samples (1: indistinguishable
-    from a normal)."""
-    S = min(num_samples, SHAPIRO_MAX_SAMPLES)
+    point's min(num_predictive_samples, SHAPIRO_MAX_SAMPLES) predictive samples (1:
+    indistinguishable from a normal)."""
+    S = min(num_predictive_samples, SHAPIRO_MAX_SAMPLES)
     if S < 3:  # Shapiro-Wilk needs three samples
         return float("nan")
     samples = evaluator.predictive_samples_at(X[:SHAPIRO_POINTS], S, seed=seed)  # [N, S]
@@ -168,14 +169,15 @@ def _median_shapiro_w(evaluator: Evaluator, X: np.ndarray, num_samples: int, see
 
 
 def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dict[str, Any]:
-    """The run's results at the model's current state: test log-likelihood (num_predict_samples
-    samples) and RMSE (normalised and original units), train and test ELBO per data point
-    (K = num_IW_samples; Evaluator.mean_bound_per_point), and the median Shapiro-Wilk W of the
-    predictive samples. Deterministic in the run's seed (the Evaluator's draws are stateless)."""
+    """The run's results at the model's current state: test log-likelihood
+    (logging.num_predictive_samples samples) and RMSE (normalised and original units), train
+    and test ELBO per data point (the model's K; Evaluator.mean_bound_per_point), and the
+    median Shapiro-Wilk W of the predictive samples. Deterministic in the run's seed (the
+    Evaluator's draws are stateless)."""
     # One seed per quantity, so that the train and test ELBOs draw independent noise.
     seeds = [derived_seed(config.effective_seed, Stream.FINAL_RESULTS, tag) for tag in range(3)]
     evaluator = Evaluator(model)
-    S = config.num_predict_samples
+    S = config.logging.num_predictive_samples
     results: Dict[str, Any] = _test_metrics(evaluator, data, S, seeds[0])
     results["train_elbo"] = float(
         evaluator.mean_bound_per_point(data.X_train, data.Y_train, seed=seeds[1])[0]
@@ -184,7 +186,7 @@ def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dic
         evaluator.mean_bound_per_point(data.X_test, data.Y_test, seed=seeds[2])[0]
     )
     results["shapiro_w_median"] = _median_shapiro_w(evaluator, data.X_test, S, seeds[0])
-    results["num_predict_samples"] = S
+    results["num_predict_samples"] = S  # results.json's key since the first runs
     results["num_test_points"] = int(data.X_test.shape[0])
     return results
 
@@ -231,7 +233,7 @@ class _RunLogger:
         self.config = config
         self.writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
         seed = config.effective_seed
-        batch = min(config.minibatch_size or data.N, data.N, LOG_BATCH_MAX)
+        batch = min(config.training.minibatch_size or data.N, data.N, LOG_BATCH_MAX)
         self.X = tf.constant(data.X_train[:batch])
         self.Y = tf.constant(data.Y_train[:batch])
         # Reseeded from (seed, step) at every log, so a resumed run logs the same draws as an
@@ -241,7 +243,7 @@ class _RunLogger:
         # Logs, never draws from the model's generator: training does not depend on logging.
         self.with_dreg = _supports(model, Estimator.DREG)
         self.with_snr = (
-            bool(config.log_snr_freq)
+            bool(config.logging.log_snr_freq)
             and bool(model.latent_layers)
             and not all(layer.fix_q for layer in model.latent_layers)
         )
@@ -250,7 +252,7 @@ class _RunLogger:
         self._last: Optional[Tuple[int, float]] = None
 
     def _batch_terms(self) -> Dict[str, Any]:
-        K = self.model.num_samples
+        K = self.model.num_importance_samples
         noise = self.model.draw_noise(tf.shape(self.X)[0], K, self.rng)
         prop = self.model.propagate(self.X, self.Y, K, noise=noise)
         out: Dict[str, Any] = {"bound": self.model.bound(prop, self.Y)}
@@ -299,7 +301,7 @@ class _RunLogger:
         draws at every step, so the logged curve shows the model's changes, not new noise)."""
         if self._evaluator is None:
             self._evaluator = Evaluator(self.model)
-        S = min(TEST_LOG_SAMPLES, self.config.num_predict_samples)
+        S = min(TEST_LOG_SAMPLES, self.config.logging.num_predictive_samples)
         seed = derived_seed(self.config.effective_seed, Stream.TRAINING_LOGS, 2)
         metrics = _test_metrics(self._evaluator, self.data, S, seed)
         with self.writer.as_default(step=step):
@@ -308,9 +310,9 @@ class _RunLogger:
         return metrics
 
     def snr(self, step: int) -> Dict[str, float]:
-        """Mean SNR of the encoder gradients of the run's estimator at K = num_IW_samples on the
-        log batch (SNR_NUM_ESTIMATES estimates), per parameter and overall."""
-        K, estimator = self.model.num_samples, self.config.estimator
+        """Mean SNR of the encoder gradients of the run's estimator at the run's K on the log
+        batch (SNR_NUM_ESTIMATES estimates), per parameter and overall."""
+        K, estimator = self.model.num_importance_samples, self.config.training.estimator
         self.snr_rng.reset_from_seed(
             derived_seed(self.config.effective_seed, Stream.TRAINING_LOGS, 1, step)
         )
@@ -350,7 +352,7 @@ def check_resumable(config: RunConfig, run_dir: Path) -> None:
     if not (run_dir / CONFIG_FILE).is_file() or not checkpoint_steps(run_dir):
         return
     saved = load_config(run_dir)
-    old, new = asdict(saved), asdict(config)
+    old, new = saved.to_flat(), config.to_flat()
     old["seed"] = saved.effective_seed
     new["seed"] = config.effective_seed
     diffs = [
@@ -418,16 +420,16 @@ def _complete_results(config: RunConfig, run_dir: Path) -> Optional[Dict[str, An
     if (
         saved is not None
         and saved.get("step") == steps[-1]
-        and saved.get("num_predict_samples") == config.num_predict_samples
-        and steps[-1] >= config.iterations
+        and saved.get("num_predict_samples") == config.logging.num_predictive_samples
+        and steps[-1] >= config.training.iterations
     ):
         return saved
     return None
 
 
 def train(config: RunConfig, progress: bool = True) -> Dict[str, Any]:
-    """Trains the run of `config` to config.iterations and returns its results (as saved in
-    <run_dir>/results.json).
+    """Trains the run of `config` to config.training.iterations and returns its results (as
+    saved in <run_dir>/results.json).
 
     Resumes from the newest readable checkpoint; returns the saved results at once when they
     belong to a final checkpoint. On SIGINT or SIGTERM saves a checkpoint and raises
@@ -464,9 +466,10 @@ def _train_locked(
     save_config(config, run_dir)
     if start is not None:
         _say(f"{run_dir.name}: resuming from step {start}", progress)
-    if start is not None and start > config.iterations:
+    iterations = config.training.iterations
+    if start is not None and start > iterations:
         _say(
-            f"{run_dir.name}: checkpoint step {start} is past iterations={config.iterations}",
+            f"{run_dir.name}: checkpoint step {start} is past iterations={iterations}",
             progress,
         )
     purge_events_after(run_dir / TENSORBOARD_DIR, start)
@@ -551,19 +554,21 @@ class _Session:
         self.last_step = step
         if not math.isfinite(bound):
             raise self._stop(step, f"the bound ({bound}) is")
-        cfg = self.config
-        if _every(cfg.log_main_freq, step):
+        logs = self.config.logging
+        if _every(logs.log_main_freq, step):
             self.logger.main(step, bound, self.trainer.learning_rates())
-        if _every(cfg.log_test_freq, step):
+        if _every(logs.log_test_freq, step):
             self.logger.test(step)
-        if self.logger.with_snr and _every(cfg.log_snr_freq, step):
+        if self.logger.with_snr and _every(logs.log_snr_freq, step):
             self.logger.snr(step)
-        if _every(cfg.checkpoint_freq, step):
+        if _every(self.config.training.checkpoint_freq, step):
             self.save()
 
     def run(self) -> None:
         try:
-            self.trainer.fit(self.config.iterations, self.callback, progress=self.progress)
+            self.trainer.fit(
+                self.config.training.iterations, self.callback, progress=self.progress
+            )
         except tf.errors.InvalidArgumentError as err:
             # assert_no_nans's check, or GPflow's check of a natural-gradient update
             if "not finite" not in str(err) and "NaN or Inf" not in str(err):

@@ -2,6 +2,7 @@
 parameters from the bound's gradient with Adam or SGD, and the final layer's q(u) with natural
 gradients, each on a staircase-decayed schedule."""
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -21,7 +22,9 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass
 class TrainingConfig:
-    """The reference trainer's optimisation settings (defaults as PAPER.md lists them)."""
+    """The reference trainer's optimisation settings (defaults as PAPER.md lists them).
+    `iterations` and `checkpoint_freq` are the schedule of a run (train_run), not of
+    `Trainer.fit`, which takes the iterations it runs to."""
 
     estimator: str = "reg"
     minibatch_size: Optional[int] = 512
@@ -38,7 +41,8 @@ class TrainingConfig:
     use_nat_grad_for_final_layer: bool = True
     clip_encoder_grads: Optional[float] = None
     assert_no_nans: bool = False
-    seed: int = 0
+    iterations: int = 5000
+    checkpoint_freq: int = 500
 
     def __post_init__(self) -> None:
         Estimator.parse(self.estimator)
@@ -49,7 +53,8 @@ class TrainingConfig:
                 )
         for name in ("minibatch_size", "encoder_minibatch_size"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            # Types are RunConfig.validated's to check; this one catches impossible sizes.
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 1:
                 raise ValueError(
                     f"{name} must be at least 1 (or None for full batch), got {value}"
                 )
@@ -90,9 +95,18 @@ class _Minibatches(tf.Module):
 
 class Trainer(tf.Module):
     """Holds the model, the data, the optimisers and the step counter; `train_step` is one
-    compiled iteration and `fit` runs many with a progress bar."""
+    compiled iteration and `fit` runs many with a progress bar. `seed` seeds the minibatch
+    order (the run's seed)."""
 
-    def __init__(self, model: DeepGP, X: np.ndarray, Y: np.ndarray, config: TrainingConfig):
+    def __init__(
+        self,
+        model: DeepGP,
+        X: np.ndarray,
+        Y: np.ndarray,
+        config: TrainingConfig,
+        *,
+        seed: int = 0,
+    ):
         super().__init__()
         model.check_estimator(config.estimator)
         self.model = model
@@ -101,11 +115,11 @@ class Trainer(tf.Module):
         self.Y = tf.constant(np.asarray(Y, dtype=np.float64))
         N = int(self.X.shape[0])
         self.step = tf.Variable(np.int64(0), trainable=False)
-        self.batches = _Minibatches(N, config.minibatch_size, config.seed)
+        self.batches = _Minibatches(N, config.minibatch_size, seed)
         self.encoder_batches = (
             None
             if config.encoder_minibatch_size in (None, config.minibatch_size)
-            else _Minibatches(N, config.encoder_minibatch_size, config.seed + 1)
+            else _Minibatches(N, config.encoder_minibatch_size, seed + 1)
         )
         self.optimizer = _make_optimizer(
             config.optimizer, config.lr, config.lr_decay, config.decay_steps

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     args.results_path = str(Path(args.results_path).expanduser())
     _fill_from_protocol(args)
     common = dict(
-        num_samples=args.num_samples,
+        num_predictive_samples=args.num_samples,  # --num_samples: the reference's name
         repeats=args.repeats,
         elbo_repeats=args.elbo_repeats,
         seed=args.seed,

@@ -65,7 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             written = sample_gradients(
                 run_dir,
                 args.ks,
-                num_samples=args.num_samples,
+                num_estimates=args.num_samples,  # the reference's option name
                 batch_size=args.batch_size,
                 num_datapoints=args.num_datapoints,
                 estimator=args.estimator,

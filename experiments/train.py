@@ -16,7 +16,6 @@ Config files (`with settings.json`) must be plain JSON (or YAML with PyYAML): js
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -67,7 +66,8 @@ sacred_sql.SqlObserver = _SqlObserver  # what sacred's --sql flag (-s) builds
 
 ex = Experiment("dgp_snr_train")
 ex.captured_out_filter = apply_backspaces_and_linefeeds
-ex.add_config(asdict(RunConfig()))  # one place for the defaults: RunConfig
+# One place for the defaults: RunConfig, flat, by the reference's names (num_IW_samples=...).
+ex.add_config(RunConfig().to_flat(reference_names=True))
 install_safe_config_loaders()  # config files are plain JSON/YAML: no jsonpickle, no pickle
 
 # Either flag replaces the default file observer.

@@ -13,6 +13,7 @@ from dgp_snr.builder import (
     pca_mixing,
     reference_mixing,
 )
+from dgp_snr.configs import ModelConfig
 from dgp_snr.layers import Encoder, GPLayer, LatentVariableLayer
 
 N, D, M = 60, 3, 12
@@ -26,7 +27,7 @@ def data():
 @pytest.fixture(scope="module")
 def l1_g5(data):
     X, Y = data
-    return build_model("L1_G5", X, Y, M=M, num_samples=7, seed=3)
+    return build_model("L1_G5", X, Y, M=M, num_importance_samples=7, seed=3)
 
 
 def _eye_pad(rows, cols):
@@ -102,7 +103,8 @@ def test_bad_configurations_name_the_bad_token(data, configuration, match):
 def test_bad_options_raise(data, kwargs, match):
     X, Y = data
     with pytest.raises(ValueError, match=match):
-        build_model(X=X, Y=Y, M=4, **kwargs)
+        estimator = kwargs.pop("estimator", None)
+        build_model(ModelConfig(M=4, **kwargs), X, Y, estimator=estimator)
 
 
 def test_good_option_combinations_build(data):
@@ -142,7 +144,7 @@ def test_structure_and_shapes(l1_g5, data):
     assert final.num_latent_gps == 1 and final.num_outputs == 1 and final.mixing is None
     assert hidden.q_mu.shape == (M, 5) and hidden.q_sqrt.shape == (5, M, M)
     assert final.q_mu.shape == (M, 1) and final.q_sqrt.shape == (1, M, M)
-    assert model.num_data == N and model.mode == "IWAE" and model.num_samples == 7
+    assert model.num_data == N and model.mode == "IWAE" and model.num_importance_samples == 7
     assert not hidden.full_cov and not final.full_cov
 
 

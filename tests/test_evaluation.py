@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
     """demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg (the name of a paper run) with M = 8,
     trained for 2 steps."""
     results = tmp_path_factory.mktemp("results")
-    config = RunConfig(
+    config = RunConfig.from_flat(
         dataset="demo_normalized",
         split=0,
         configuration="L1_G5",
@@ -136,20 +136,20 @@ def test_bad_inputs(loaded):
     model, data, evaluator = loaded
     with pytest.raises(ValueError, match=r"expected X \[N, D\] and Y \[N, 1\]"):
         evaluator.log_predictive_density(data.X_test[:3], data.Y_test[:2], 10)
-    with pytest.raises(ValueError, match="num_samples"):
+    with pytest.raises(ValueError, match="num_predictive_samples"):
         evaluator.log_predictive_density(data.X_test[:3], data.Y_test[:3], 0)
     with pytest.raises(ValueError, match="max_elements"):
         Evaluator(model, max_elements=0)
 
 
 def test_evaluate_run_caches_its_results(run_dir):
-    first = evaluate_run(run_dir, elbo=True, num_samples=50, repeats=2, elbo_repeats=2)
+    first = evaluate_run(run_dir, elbo=True, num_predictive_samples=50, repeats=2, elbo_repeats=2)
     assert first.step == 2 and first.run_name == run_dir.name
     assert first.test_ll.shape == (2,) and first.train_elbo.shape == (2,)
     assert np.all(np.isfinite(first.test_ll)) and np.all(np.isfinite(first.train_elbo))
     assert first.cached == {"test_ll": False, "train_elbo": False}
     assert (run_dir / EVALUATION_FILE).is_file()
-    second = evaluate_run(run_dir, elbo=True, num_samples=50, repeats=2, elbo_repeats=2)
+    second = evaluate_run(run_dir, elbo=True, num_predictive_samples=50, repeats=2, elbo_repeats=2)
     assert second.cached == {"test_ll": True, "train_elbo": True}
     np.testing.assert_array_equal(second.test_ll, first.test_ll)
     np.testing.assert_array_equal(second.train_elbo, first.train_elbo)
@@ -159,14 +159,14 @@ def test_evaluate_run_errors(tmp_path, run_dir):
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         evaluate_run(tmp_path / "nothing")
     bare = tmp_path / "bare"
-    save_config(RunConfig(dataset="demo_normalized"), bare)
+    save_config(RunConfig.from_flat(dataset="demo_normalized"), bare)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         evaluate_run(bare)
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
     (broken / EVALUATION_FILE).write_text("{not json")
     with pytest.raises(ValueError, match=f"corrupt evaluation cache {broken / EVALUATION_FILE}"):
-        evaluate_run(broken, num_samples=10, repeats=1)
+        evaluate_run(broken, num_predictive_samples=10, repeats=1)
 
 
 def test_evaluate_target_writes_data_and_lists_missing_runs(run_dir):
@@ -175,7 +175,7 @@ def test_evaluate_target_writes_data_and_lists_missing_runs(run_dir):
     results = run_dir.parent
     fixq = paper_config("demo_normalized", 0, 2, fixq=True, results_path=results, iterations=2)
     log = []
-    kwargs = dict(datasets=["demo_normalized"], splits=1, iterations=2, num_samples=50)
+    kwargs = dict(datasets=["demo_normalized"], splits=1, iterations=2, num_predictive_samples=50)
     report = evaluate_target("figure_4", results, repeats=2, log=log.append, **kwargs)
     assert report.written == {} and report.evaluated == []
     assert [r.config.run_name for r in report.missing] == [fixq.run_name]

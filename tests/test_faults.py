@@ -11,7 +11,6 @@ import subprocess
 import sys
 import warnings
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ TINY = dict(
 
 
 def tiny(results_path, **changes) -> RunConfig:
-    return RunConfig(**{**TINY, "results_path": str(results_path), **changes})
+    return RunConfig.from_flat(**{**TINY, "results_path": str(results_path), **changes})
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def base(tmp_path_factory):
 def copy(base, tmp_path):
     """A private copy of the base run: its config (in tmp_path) and run folder."""
     config, _ = base
-    mine = replace(config, results_path=str(tmp_path))
+    mine = config.with_settings(results_path=str(tmp_path))
     shutil.copytree(config.run_dir(), mine.run_dir())
     return mine
 
@@ -96,14 +95,14 @@ def test_lost_or_garbage_state_file_resumes_from_the_checkpoint_files(copy, stat
     else:
         state_file.write_text(state)
     kept = {step: ckpt(copy, step).stat().st_mtime_ns for step in (10, 20)}
-    results = train(replace(copy, iterations=30), progress=False)
+    results = train(copy.with_settings(iterations=30), progress=False)
     assert results["step"] == 30
     # Resumed from step 20: the older checkpoints were not rewritten by a restart from 0.
     assert {step: ckpt(copy, step).stat().st_mtime_ns for step in (10, 20)} == kept
     assert tf.train.latest_checkpoint(str(copy.run_dir() / "checkpoints")).endswith("ckpt-30")
     # Sampling finds the checkpoints without the state file too.
     state_file.unlink()
-    assert sample_gradients(copy.run_dir(), [2], num_samples=3, progress=False)
+    assert sample_gradients(copy.run_dir(), [2], num_estimates=3, progress=False)
 
 
 # ------------------------------------------------------------------------ 2. damaged checkpoints
@@ -130,11 +129,11 @@ def test_damaged_latest_checkpoint_is_named_and_the_previous_one_used(base, copy
     assert "\n" not in str(info.value)
     # Sampling and evaluation fall back to step 10 with a warning naming the file.
     with pytest.warns(UserWarning, match=named):
-        written = sample_gradients(run_dir, [2], num_samples=3, progress=False)
+        written = sample_gradients(run_dir, [2], num_estimates=3, progress=False)
     with np.load(written[0]) as npz:
         assert int(npz["meta/step"]) == 10
     with pytest.warns(UserWarning, match=named):
-        result = evaluate_run(run_dir, num_samples=5, repeats=2)
+        result = evaluate_run(run_dir, num_predictive_samples=5, repeats=2)
     assert result.step == 10 and np.all(np.isfinite(result.test_ll))
     # Training resumes from step 10 and ends where the undamaged run ended.
     (run_dir / RESULTS_FILE).unlink()
@@ -179,16 +178,16 @@ def test_config_json_is_written_only_once_the_run_is_resumable(copy):
     with pytest.raises(DamagedCheckpointError, match="does not fit this run's model"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            train(replace(copy, M=12), progress=False)
+            train(copy.with_settings(M=12), progress=False)
     assert not (run_dir / CONFIG_FILE).exists()
     # The correct command still resumes.
-    assert train(replace(copy, iterations=30), progress=False)["step"] == 30
-    assert load_config(run_dir).M == copy.M
+    assert train(copy.with_settings(iterations=30), progress=False)["step"] == 30
+    assert load_config(run_dir).model.M == copy.model.M
 
 
 def test_other_settings_are_refused_without_advice_to_delete(copy):
     with pytest.raises(ValueError, match=r"other settings \(M=8 there, 12 now\)") as info:
-        train(replace(copy, M=12), progress=False)
+        train(copy.with_settings(M=12), progress=False)
     assert "delete" not in str(info.value)
 
 
@@ -197,7 +196,7 @@ def test_a_folder_without_checkpoints_may_be_restarted_with_new_settings(tmp_pat
     save_config(first, first.run_dir())  # a first attempt that failed before any checkpoint
     fixed = tiny(tmp_path, iterations=5, checkpoint_freq=5)
     assert train(fixed, progress=False)["step"] == 5
-    assert load_config(fixed.run_dir()).M == 8
+    assert load_config(fixed.run_dir()).model.M == 8
 
 
 # ------------------------------------------------------------------------ 4. NaN
@@ -230,7 +229,7 @@ def test_no_checkpoint_is_written_from_non_finite_parameters(copy, monkeypatch):
     with pytest.raises(
         NonFiniteError, match=r"likelihood\.variance are not finite at step 30.*step 20"
     ):
-        train(replace(copy, iterations=40), progress=False)
+        train(copy.with_settings(iterations=40), progress=False)
     assert not ckpt(copy, 30).exists() and ckpt(copy, 20).stat().st_mtime_ns == before
 
 
@@ -255,7 +254,7 @@ def test_results_json_is_strict_json(tmp_path):
     [
         (dict(split=-1), "split must be an integer in [0, 100), got -1"),
         (dict(split=1.5), "split must be an integer, got 1.5"),
-        (dict(num_IW_samples=2.5), "num_IW_samples must be an integer, got 2.5"),
+        (dict(num_IW_samples=2.5), "(num_IW_samples) must be an integer, got 2.5"),
         (dict(M=0), "M must be at least 1, got 0"),
         (dict(likelihood_variance=0.0), "likelihood_variance must be a finite number in (0, "),
         (dict(encoder_dims="a"), "encoder_dims must be comma-separated layer widths"),
@@ -281,9 +280,11 @@ def test_bad_settings_get_one_line_naming_the_key_before_anything_is_written(
 
 
 def test_ints_are_coerced_where_floats_are_meant_and_home_is_expanded():
-    config = RunConfig(lr=1, likelihood_variance=1, iterations=1e3, results_path="~/r").validated()
-    assert isinstance(config.lr, float) and config.lr == 1.0
-    assert config.iterations == 1000 and isinstance(config.iterations, int)
+    config = RunConfig.from_flat(
+        lr=1, likelihood_variance=1, iterations=1e3, results_path="~/r"
+    ).validated()
+    assert isinstance(config.training.lr, float) and config.training.lr == 1.0
+    assert config.training.iterations == 1000 and isinstance(config.training.iterations, int)
     assert config.results_path == os.path.expanduser("~/r") and "~" not in config.results_path
 
 
@@ -305,7 +306,7 @@ def test_a_finished_run_reruns_without_writing(base, copy, monkeypatch):
 def test_evaluation_returns_its_results_when_the_cache_cannot_be_written(copy, monkeypatch):
     _refuse_writes(monkeypatch)
     with pytest.warns(UserWarning, match=f"results not cached: cannot write .*{EVALUATION_FILE}"):
-        result = evaluate_run(copy.run_dir(), num_samples=5, repeats=2)
+        result = evaluate_run(copy.run_dir(), num_predictive_samples=5, repeats=2)
     assert result.step == 20 and result.test_ll.shape == (2,)
 
 
@@ -333,12 +334,12 @@ def test_a_second_trainer_in_the_same_folder_is_refused(copy):
         with pytest.raises(
             RunLockedError, match=f"in use by another process \\(PID {holder.pid}\\)"
         ):
-            train(replace(copy, iterations=30), progress=False)
+            train(copy.with_settings(iterations=30), progress=False)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     # The dead holder's lock is not stale: training goes on.
-    assert train(replace(copy, iterations=30), progress=False)["step"] == 30
+    assert train(copy.with_settings(iterations=30), progress=False)["step"] == 30
     with RunLock(copy.run_dir()):
         with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
             RunLock(copy.run_dir()).acquire()
@@ -353,13 +354,13 @@ def test_corrupt_config_json_is_named(copy):
 
 def test_a_dump_with_a_damaged_array_is_reported_when_sampling_again(copy):
     run_dir = copy.run_dir()
-    (path,) = sample_gradients(run_dir, [2], num_samples=50, progress=False)
+    (path,) = sample_gradients(run_dir, [2], num_estimates=50, progress=False)
     payload = bytearray(path.read_bytes())
     start = payload.index(b"layer0/W0.npy") + 200  # inside that member's array bytes
     payload[start : start + 16] = bytes(16)
     path.write_bytes(bytes(payload))
     with pytest.raises(ValueError, match=f"corrupt gradient dump {path}"):
-        sample_gradients(run_dir, [2], num_samples=50, progress=False)
+        sample_gradients(run_dir, [2], num_estimates=50, progress=False)
     assert path == dump_path(run_dir, "dreg", 1, 2, 0)
 
 

@@ -19,7 +19,9 @@ def setup():
     """A latent layer, one hidden (mixed, 3 GPs) layer and the final layer, with a random final
     q(u) so that every gradient is non-trivial."""
     X, Y = toy_data(num_data=40, input_dim=2, seed=0)
-    model = latent_model("L1_G3", X, Y, M=10, encoder_dims=(6, 6), num_samples=K, seed=2)
+    model = latent_model(
+        "L1_G3", X, Y, M=10, encoder_dims=(6, 6), num_importance_samples=K, seed=2
+    )
     return X, Y, model
 
 
@@ -130,7 +132,7 @@ def test_path_estimators_equal_their_written_out_formula(setup, estimator):
     mean + scale * eps with respect to the encoder parameters."""
     X, Y, model = setup
     Xb, Yb = tf.constant(X[:B]), tf.constant(Y[:B])
-    Kx = model.num_samples  # bound_and_gradients propagates with the model's K
+    Kx = model.num_importance_samples  # bound_and_gradients propagates with the model's K
     noise = model.draw_noise(B, Kx)
     eps = noise[0]  # [B, K, d]
     s2 = model.likelihood.variance
@@ -254,7 +256,7 @@ def test_dreg_encoder_gradients_are_unbiased(setup):
 def trained():
     """A depth-1 model trained for 300 full-batch DReG steps on a tiny bimodal 1-D set."""
     X, Y = toy_data(num_data=40, input_dim=1, seed=0, bimodal=True)
-    model = latent_model("L1", X, Y, M=16, encoder_dims=(8, 8), num_samples=10, seed=0)
+    model = latent_model("L1", X, Y, M=16, encoder_dims=(8, 8), num_importance_samples=10, seed=0)
     config = TrainingConfig(estimator="dreg", minibatch_size=None, lr=0.01, encoder_lr=0.01)
     trainer = Trainer(model, X, Y, config)
     bounds = [trainer.train_step() for _ in range(300)]

@@ -30,7 +30,9 @@ def svgp_setup():
 
 def _one_layer_dgp(layer, values, num_data, mode="VI", num_samples=3):
     likelihood = gpflow.likelihoods.Gaussian(variance=values["noise_variance"])
-    return DeepGP([layer], likelihood, num_data=num_data, mode=mode, num_samples=num_samples)
+    return DeepGP(
+        [layer], likelihood, num_data=num_data, mode=mode, num_importance_samples=num_samples
+    )
 
 
 @pytest.mark.parametrize("mode", ["VI", "IWAE", "CIWAE"])
@@ -48,7 +50,7 @@ def test_single_gp_layer_prior_kl_and_predictions_equal_svgp(svgp_setup):
     X, Y, X_test, svgp, layer, values = svgp_setup
     dgp = _one_layer_dgp(layer, values, X.shape[0])
     assert_rel_close(layer.prior_kl(), svgp.prior_kl(), 1e-10, "KL[q(u) || p(u)]")
-    mean, var = dgp.predict_f_samples_marginals(X_test, num_samples=3)
+    mean, var = dgp.predict_f_samples_marginals(X_test, num_predictive_samples=3)
     svgp_mean, svgp_var = svgp.predict_f(X_test)
     assert mean.shape == (3, 11, 1) and var.shape == (3, 11, 1)
     for s in range(3):
@@ -57,7 +59,7 @@ def test_single_gp_layer_prior_kl_and_predictions_equal_svgp(svgp_setup):
     # All S draws coincide, so the Monte Carlo predictive density is exact.
     Y_test = np.sin(X_test[:, :1])
     assert_rel_close(
-        dgp.log_predictive_density(X_test, Y_test, num_samples=5),
+        dgp.log_predictive_density(X_test, Y_test, num_predictive_samples=5),
         svgp.predict_log_density((X_test, Y_test)),
         1e-6,
         "log predictive density",
@@ -92,8 +94,10 @@ def test_near_zero_inner_layer_predicts_as_svgp(svgp_setup):
         q_sqrt_scale=1e-5,
     )
     likelihood = gpflow.likelihoods.Gaussian(variance=values["noise_variance"])
-    dgp = DeepGP([hidden, final], likelihood, num_data=X.shape[0], mode="VI", num_samples=4)
-    mean, var = dgp.predict_f_samples_marginals(X_test, num_samples=5)
+    dgp = DeepGP(
+        [hidden, final], likelihood, num_data=X.shape[0], mode="VI", num_importance_samples=4
+    )
+    mean, var = dgp.predict_f_samples_marginals(X_test, num_predictive_samples=5)
     svgp_mean, svgp_var = svgp.predict_f(X_test)
     for s in range(5):
         assert_rel_close(mean[s], svgp_mean, 1e-5, f"mean, sample {s}")
@@ -234,7 +238,7 @@ def test_prediction_draws_w_from_the_prior(latent_setup):
     prop = model.propagate(X[:5], None, 4)
     np.testing.assert_array_equal(prop.latent[0].mean, np.zeros((5, 1)))
     np.testing.assert_array_equal(prop.latent[0].scale, np.ones((5, 1)))
-    mean, var = model.predict_f_samples_marginals(X[:5], num_samples=4)
+    mean, var = model.predict_f_samples_marginals(X[:5], num_predictive_samples=4)
     assert mean.shape == (4, 5, 1) and var.shape == (4, 5, 1)
 
 
@@ -269,7 +273,7 @@ def test_constructor_rejects_bad_structure():
     with pytest.raises(ValueError, match="unknown mode 'ELBO'"):
         DeepGP([final], likelihood, 10, mode="ELBO")
     with pytest.raises(ValueError, match="at least 1"):
-        DeepGP([final], likelihood, 10, num_samples=0)
+        DeepGP([final], likelihood, 10, num_importance_samples=0)
     two_outputs = GPLayer(gpflow.kernels.SquaredExponential(), X[:4], num_latent_gps=2)
     with pytest.raises(ValueError, match="single-output GPLayer"):
         DeepGP([two_outputs], likelihood, 10)

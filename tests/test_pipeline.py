@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ RESULT_KEYS = (
 
 
 def tiny(results_path, **changes) -> RunConfig:
-    return RunConfig(**{**TINY, "results_path": str(results_path), **changes})
+    return RunConfig.from_flat(**{**TINY, "results_path": str(results_path), **changes})
 
 
 def checkpoint_tensors(run_dir: Path, step: int) -> dict:
@@ -148,7 +147,7 @@ def test_signals_save_a_checkpoint_and_resume_reproduces_the_straight_run(
 
     monkeypatch.setattr(_Session, "callback", interrupting)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    resumed = replace(config, results_path=str(tmp_path), log_snr_freq=0, log_test_freq=0)
+    resumed = config.with_settings(results_path=str(tmp_path), log_snr_freq=0, log_test_freq=0)
     for step, signum in ((13, signal.SIGINT), (17, signal.SIGTERM)):
         with pytest.raises(TrainingInterrupted) as info:
             train(resumed, progress=False)
@@ -176,7 +175,7 @@ def test_signal_during_a_save_waits_for_it():
 def test_a_run_with_other_settings_in_the_directory_is_refused(straight):
     config, _ = straight
     with pytest.raises(ValueError, match=r"other settings \(M=16 there, 32 now\)"):
-        train(replace(config, M=32), progress=False)
+        train(config.with_settings(M=32), progress=False)
 
 
 def test_bad_settings_fail_before_anything_is_written(tmp_path):
@@ -196,7 +195,7 @@ def test_sample_gradients_raw_one_datapoint_at_a_time(straight):
     model, _, _, _ = load_run(run_dir)
     shapes = {f"layer0/{v.name.split(':')[0]}": tuple(v.shape) for v in model.encoder_variables}
     written = sample_gradients(
-        run_dir, [1, 3], num_samples=40, num_datapoints=2, estimator="dreg", progress=False
+        run_dir, [1, 3], num_estimates=40, num_datapoints=2, estimator="dreg", progress=False
     )
     expected = [dump_path(run_dir, "dreg", 1, K, dp) for dp in (0, 1) for K in (1, 3)]
     assert written == expected
@@ -212,7 +211,7 @@ def test_sample_gradients_raw_one_datapoint_at_a_time(straight):
     dump = load_gradient_dump(expected[3])
     assert dump.meta["K"] == 3 and dump.meta["datapoint"] == 1 and dump.meta["batch_start"] == 1
     # Existing files are skipped.
-    assert sample_gradients(run_dir, [1, 3], num_samples=40, num_datapoints=2) == []
+    assert sample_gradients(run_dir, [1, 3], num_estimates=40, num_datapoints=2) == []
     # Independent estimates: they differ, and the SNR is finite for the weights.
     assert np.std(dump.samples["layer0/W0"], 0).min() > 0
     assert np.isfinite(mean_snr(dump.samples)["all"])
@@ -224,7 +223,7 @@ def test_sample_gradients_aggregates_of_a_batch(straight):
     written = sample_gradients(
         run_dir,
         [2],
-        num_samples=30,
+        num_estimates=30,
         batch_size=8,
         estimator="reg",
         save_aggregates=True,

@@ -57,7 +57,7 @@ def fig1_results(tmp_path_factory):
     """The figure-1 run (depth 1, M = 8, one training step) and real aggregate dumps, reg and
     dreg, batch size 1, data points 0 and 1, K = 1, 5, 10."""
     results = tmp_path_factory.mktemp("results")
-    config = RunConfig(
+    config = RunConfig.from_flat(
         dataset="demo_normalized",
         configuration="L1",
         M=8,

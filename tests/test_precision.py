@@ -46,12 +46,16 @@ def test_precision_names_and_errors():
 
 
 def test_run_config_carries_the_precision_and_old_folders_read_as_float64(tmp_path):
-    assert RunConfig().precision == "float64"
-    old = {k: v for k, v in RunConfig(dataset="winered").__dict__.items() if k != "precision"}
+    assert RunConfig().model.precision == "float64"
+    # config.json as versions before the setting wrote it: flat, the reference's names
+    flat = RunConfig.from_flat(dataset="winered").to_flat(reference_names=True)
+    old = {k: v for k, v in flat.items() if k != "precision"}
     (tmp_path / CONFIG_FILE).write_text(json.dumps(old))
-    assert load_config(tmp_path).precision == "float64"
-    assert RunConfig.from_dict({"precision": "mixed"}).precision == "mixed"
-    config = RunConfig(dataset="demo_normalized", configuration="L1", M=8, precision="mixed")
+    assert load_config(tmp_path).model.precision == "float64"
+    assert RunConfig.from_dict({"precision": "mixed"}).model.precision == "mixed"
+    config = RunConfig.from_flat(
+        dataset="demo_normalized", configuration="L1", M=8, precision="mixed"
+    )
     model, _, _ = build_run(config)
     assert model.precision == "mixed"
 
@@ -105,7 +109,13 @@ def _pair(dataset_X, dataset_Y, randomise: bool):
     """The same L1_G5 model (M = 128, K = 50) in float64 and in mixed precision."""
     models = [
         build_model(
-            "L1_G5", dataset_X, dataset_Y, num_samples=50, M=128, seed=0, precision=precision
+            "L1_G5",
+            dataset_X,
+            dataset_Y,
+            num_importance_samples=50,
+            M=128,
+            seed=0,
+            precision=precision,
         )
         for precision in PRECISIONS
     ]
@@ -193,7 +203,9 @@ def test_mixed_snr_agrees_with_float64_within_monte_carlo_error():
 
     data = get_regression_data("demo_normalized", 0)
     models = [
-        build_model("L1", data.X_train, data.Y_train, num_samples=50, M=128, precision=p)
+        build_model(
+            "L1", data.X_train, data.Y_train, num_importance_samples=50, M=128, precision=p
+        )
         for p in PRECISIONS
     ]
     for m in models:
@@ -235,7 +247,7 @@ def test_training_in_each_precision_ends_at_the_same_elbo(winered):
             "L1_G5",
             winered.X_train,
             winered.Y_train,
-            num_samples=10,
+            num_importance_samples=10,
             M=64,
             estimator="dreg",
             seed=0,
@@ -245,12 +257,13 @@ def test_training_in_each_precision_ends_at_the_same_elbo(winered):
             model,
             winered.X_train,
             winered.Y_train,
-            TrainingConfig(estimator="dreg", minibatch_size=64, seed=seed),
+            TrainingConfig(estimator="dreg", minibatch_size=64),
+            seed=seed,
         )
         model.rng.reset_from_seed(seed)
         trainer.fit(2000, progress=False)
         X, Y = tf.constant(winered.X_train), tf.constant(winered.Y_train)
-        elbo = tf.function(lambda: model.elbo(X, Y, num_samples=50))
+        elbo = tf.function(lambda: model.elbo(X, Y, num_importance_samples=50))
         values = np.array([float(elbo()) for _ in range(10)])
         return values.mean(), values.std(ddof=1) / np.sqrt(len(values))
 

@@ -33,8 +33,7 @@ def _config(results, split, estimator):
         results_path=results,
         iterations=ITERATIONS,
     )
-    config.M = 8
-    return config
+    return config.with_settings(M=8)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +91,7 @@ def test_table_1_marks_preview_data_on_every_output(results, tmp_path):
         datasets=["demo_normalized"],
         splits=2,
         iterations=ITERATIONS,
-        num_samples=20,
+        num_predictive_samples=20,
         repeats=1,
         elbo_repeats=1,
         log=lambda *_: None,

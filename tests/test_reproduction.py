@@ -26,7 +26,7 @@ def _mean_weight_snr(model, data, K: int, estimator: str, points: int = 10) -> f
 def test_snr_trends_after_training(dataset, configuration):
     """Figure 1 / Figure 3's claim: after training with K = 50, batch 64, the REG SNR at
     K = 100 is below its K = 1 value and the DReG SNR above it."""
-    config = RunConfig(
+    config = RunConfig.from_flat(
         dataset=dataset,
         configuration=configuration,
         num_IW_samples=50,
@@ -43,7 +43,7 @@ def test_snr_trends_after_training(dataset, configuration):
 def test_dreg_and_reg_training_both_improve_the_bound_on_winered():
     """Table 1's runs at reduced length: both estimators train the depth-2 model."""
     for estimator in ("reg", "dreg"):
-        config = RunConfig(
+        config = RunConfig.from_flat(
             dataset="winered",
             configuration="L1_G5",
             num_IW_samples=50,

@@ -16,14 +16,16 @@ from dgp_snr.training import Trainer, TrainingConfig
 
 
 def _small_latent_model(X, Y, seed=1, **kwargs):
-    return latent_model("L1", X, Y, M=8, encoder_dims=(6,), num_samples=3, seed=seed, **kwargs)
+    return latent_model(
+        "L1", X, Y, M=8, encoder_dims=(6,), num_importance_samples=3, seed=seed, **kwargs
+    )
 
 
 def test_compiled_step_traces_once_and_the_bound_improves():
     """Minibatches of 10 out of 40, 300 steps: one trace; the mean bound of the last 60 steps
     exceeds that of the first 60 by more than 4 combined standard errors."""
     X, Y = toy_data(num_data=40, input_dim=1, seed=0, bimodal=True)
-    model = latent_model("L1", X, Y, M=10, encoder_dims=(6,), num_samples=5, seed=0)
+    model = latent_model("L1", X, Y, M=10, encoder_dims=(6,), num_importance_samples=5, seed=0)
     trainer = Trainer(model, X, Y, TrainingConfig(minibatch_size=10, lr=0.01, encoder_lr=0.01))
     bounds = [trainer.train_step() for _ in range(250)]
     seen = []
@@ -79,10 +81,8 @@ def test_natural_gradient_steps_interpolate_to_the_optimal_q_u():
     kernel = gpflow.kernels.SquaredExponential(variance=1.5, lengthscales=[0.9, 1.3])
     layer = GPLayer(kernel, rng.standard_normal((6, 2)))
     model = DeepGP([layer], gpflow.likelihoods.Gaussian(variance=0.1), num_data=25)
-    config = TrainingConfig(
-        minibatch_size=None, lr=0.0, gamma=0.5, gamma_decay=0.5, decay_steps=1, seed=0
-    )
-    trainer = Trainer(model, X, Y, config)
+    config = TrainingConfig(minibatch_size=None, lr=0.0, gamma=0.5, gamma_decay=0.5, decay_steps=1)
+    trainer = Trainer(model, X, Y, config, seed=0)
     assert not layer.q_mu.trainable and not layer.q_sqrt.trainable
     assert all(v is not layer.q_mu.unconstrained_variable for v in trainer.other_variables)
     target = _optimal_whitened_naturals(X, Y, layer, 0.1)
@@ -108,7 +108,7 @@ def _noise_of_next_step(model, num_points):
     """The noise the next compiled step will draw: a copy of the model's generator."""
     state = model.rng.state.numpy()
     copy = tf.random.Generator.from_state(state, model.rng.algorithm)
-    return model.draw_noise(num_points, model.num_samples, copy)
+    return model.draw_noise(num_points, model.num_importance_samples, copy)
 
 
 def test_sgd_steps_move_parameters_by_the_learning_rate_times_the_gradient():
@@ -219,8 +219,8 @@ def test_without_assert_no_nans_a_nan_step_does_not_raise():
 def _run(seed_model, seed_trainer, steps=15):
     X, Y = toy_data(num_data=30, input_dim=1, seed=5)
     model = _small_latent_model(X, Y, seed=seed_model)
-    config = TrainingConfig(minibatch_size=7, estimator="dreg", seed=seed_trainer)
-    trainer = Trainer(model, X, Y, config)
+    config = TrainingConfig(minibatch_size=7, estimator="dreg")
+    trainer = Trainer(model, X, Y, config, seed=seed_trainer)
     bounds = [trainer.train_step() for _ in range(steps)]
     return bounds, [v.numpy() for v in model.variables]
 

@@ -8,7 +8,7 @@ compute_tlls_and_elbos.py of timrudner/snr_issues_in_deep_gps) where they differ
 
 import os
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dgp_snr.runs import CHECKPOINT_DIR, CONFIG_FILE, RunConfig, latest_checkpoint_step
@@ -97,13 +97,14 @@ def paper_config(
     **settings: Any,
 ) -> RunConfig:
     """The RunConfig of one of the paper's IWVI runs (its run_name locates it on disk);
-    `settings` are further RunConfig fields (e.g. M, checkpoint_freq of a reduced profile)."""
-    return RunConfig(
+    `settings` are further flat RunConfig settings (e.g. M, checkpoint_freq of a reduced
+    profile; RunConfig.from_flat)."""
+    return RunConfig.from_flat(
         dataset=dataset,
         split=split,
         configuration=configuration_for_depth(depth),
         mode="IWAE",
-        num_IW_samples=K,
+        num_importance_samples=K,
         minibatch_size=minibatch_size,
         estimator=estimator,
         qz_mode="fix_mu_sigma" if fixq else "encoder",
@@ -114,8 +115,9 @@ def paper_config(
 
 
 # ------------------------------------------------------------------------------ commands
-#: The settings every train command names, in this order; any other field is named when it
-#: differs from RunConfig's default (e.g. M=8 of the smoke profile).
+#: The settings every train command names, in this order; any other one is named when it
+#: differs from RunConfig's default (e.g. M=8 of the smoke profile). The command line's names
+#: are the reference's (num_IW_samples, num_predict_samples; RunConfig.to_flat).
 _TRAIN_ARGS = (
     "dataset",
     "split",
@@ -125,21 +127,21 @@ _TRAIN_ARGS = (
     "minibatch_size",
     "estimator",
 )
-_DEFAULTS = RunConfig()
+_DEFAULTS = RunConfig().to_flat(reference_names=True)
 
 
 def train_command(config: RunConfig) -> str:
     """The exact experiments/train.py command line that trains `config`'s run."""
-    args = [f"{name}={getattr(config, name)}" for name in _TRAIN_ARGS]
-    if config.qz_mode != "encoder":
-        args.append(f"qz_mode={config.qz_mode}")
-    for f in fields(RunConfig):
-        if f.name in _TRAIN_ARGS or f.name in ("qz_mode", "iterations", "results_path"):
+    flat = config.to_flat(reference_names=True)
+    args = [f"{name}={flat[name]}" for name in _TRAIN_ARGS]
+    if flat["qz_mode"] != "encoder":
+        args.append(f"qz_mode={flat['qz_mode']}")
+    for name, value in flat.items():
+        if name in _TRAIN_ARGS or name in ("qz_mode", "iterations", "results_path"):
             continue
-        value = getattr(config, f.name)
-        if value != getattr(_DEFAULTS, f.name):
-            args.append(f"{f.name}={value}")
-    args += [f"iterations={config.iterations}", f"results_path={config.results_path}"]
+        if value != _DEFAULTS[name]:
+            args.append(f"{name}={value}")
+    args += [f"iterations={flat['iterations']}", f"results_path={flat['results_path']}"]
     return "python experiments/train.py with " + " ".join(shlex.quote(a) for a in args)
 
 

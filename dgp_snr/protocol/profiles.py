@@ -23,7 +23,7 @@ EVALUATION_TARGETS = ("figure_4", "table_1")
 @dataclass(frozen=True)
 class Profile:
     """A named set of target parameters. `common` goes to every target (iterations, settings:
-    further RunConfig fields such as M); `targets` holds each target's own parameters;
+    further flat RunConfig settings such as M); `targets` holds each target's own parameters;
     `reductions` says, for people, what differs from the paper."""
 
     name: str
@@ -109,7 +109,7 @@ SMOKE = Profile(
     "smoke",
     "every target's whole pipeline on tiny runs (demo_normalized, depth 2, M = 8, 30 "
     "iterations); the runs are shared between targets",
-    common=dict(iterations=30, settings=dict(M=8, num_predict_samples=100, checkpoint_freq=10)),
+    common=dict(iterations=30, settings=dict(M=8, num_predictive_samples=100, checkpoint_freq=10)),
     targets=dict(
         figure_1=dict(_SMOKE_SNR, depth=2),
         figure_2=dict(ks=(1, 10), gradient_samples=20),

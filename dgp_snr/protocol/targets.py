@@ -222,7 +222,7 @@ class TargetSpec:
         train = [
             c
             for c in self.runs
-            if c.run_name in needed and run_state(c, c.iterations)[0] == "missing"
+            if c.run_name in needed and run_state(c, c.training.iterations)[0] == "missing"
         ]
         return [train_command(c) for c in train] + [s.command() for s in pending]
 
@@ -346,8 +346,8 @@ def _evaluation_target(
     for dataset in datasets:
         runs = [r for s in chosen for r in pair_runs(name, dataset, s, results_path, iterations)]
         for run in sorted(runs, key=lambda r: (r.flag, r.split)):
-            for key, value in dict(settings or {}).items():
-                setattr(run.config, key, value)
+            if settings:
+                run.config = run.config.with_settings(**settings)
             spec.add_run(run.config)
     spec.evaluation = EvalJob(
         name,

@@ -59,27 +59,29 @@ def _argv(command: str) -> List[str]:
 
 
 def _depth(config: RunConfig) -> int:
-    return 1 + config.configuration.count("_G")
+    return 1 + config.model.configuration.count("_G")
 
 
 def _train_cost(config: RunConfig) -> float:
     rate = SECONDS_PER_ITERATION.get(_depth(config), 0.06 * _depth(config))
-    rate *= max(config.M / 128, 0.05) * max(config.num_IW_samples / PAPER_K, 0.2)
-    rate *= max((config.minibatch_size or PAPER_MINIBATCH) / PAPER_MINIBATCH, 1.0)
-    return STARTUP_SECONDS + rate * config.iterations
+    model, training = config.model, config.training
+    rate *= max(model.M / 128, 0.05) * max(model.num_importance_samples / PAPER_K, 0.2)
+    rate *= max((training.minibatch_size or PAPER_MINIBATCH) / PAPER_MINIBATCH, 1.0)
+    return STARTUP_SECONDS + rate * training.iterations
 
 
 def train_state(config: RunConfig) -> str:
     """done: results.json of the final checkpoint; to resume: a checkpoint; to run: none.
     Reads the files only (no TensorFlow), as latest_checkpoint_step's index does."""
     run_dir = config.run_dir()
-    final = run_dir / CHECKPOINT_DIR / f"ckpt-{config.iterations}.index"
+    iterations = config.training.iterations
+    final = run_dir / CHECKPOINT_DIR / f"ckpt-{iterations}.index"
     if final.is_file():
         try:
             saved = json.loads((run_dir / RESULTS_FILE).read_text())
         except (OSError, ValueError):
             saved = {}
-        if saved.get("step") == config.iterations:
+        if saved.get("step") == iterations:
             return DONE
     return RESUME if (run_dir / CHECKPOINT_DIR / "checkpoint").is_file() else RUN
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import psutil
@@ -86,6 +86,27 @@ def test_split_ranges_and_their_errors():
     profile = PROFILES["paper"].with_overrides(Overrides(splits=(5, 6), datasets=("power",)))
     assert profile.params("table_1") == {"splits": (5, 6), "datasets": ("power",)}
     assert profile.params("figure_1") == {}
+
+
+def test_precision_override_reaches_every_training_run_and_the_reductions(tmp_path):
+    """--precision mixed: every train command names it (so config.json records it), sampling
+    and evaluation read it from the run, and the profile lists it as a reduction."""
+    out = io.StringIO()
+    argv = ["figure_4", "--profile", "reduced", "--precision", "mixed", "--datasets", "power"]
+    with redirect_stdout(out):
+        assert cli.main(argv + ["--splits", "1", "--print", "--results_path", "r"]) == 0
+    train = [line for line in out.getvalue().splitlines() if "experiments/train.py" in line]
+    assert len(train) == 2 and all(" precision=mixed " in line for line in train)
+    profile = PROFILES["reduced"].with_overrides(Overrides(precision="mixed"))
+    assert profile.params("figure_4")["settings"] == {"precision": "mixed"}
+    assert "--precision mixed (paper: float64)" in profile.reductions
+    # float64 is the default: naming it changes nothing
+    assert (
+        PROFILES["reduced"].with_overrides(Overrides(precision="float64")) == PROFILES["reduced"]
+    )
+    with pytest.raises(SystemExit), redirect_stderr(io.StringIO()) as err:
+        cli.main(["figure_4", "--precision", "half", "--print"])
+    assert "invalid choice: 'half'" in err.getvalue()
 
 
 def test_slurm_job_script_carries_the_requested_resources():

@@ -76,7 +76,9 @@ def read_scalars(directory: os.PathLike, prefix: str = "") -> pd.DataFrame:
     values: Dict[Tuple[str, int], float] = {}
     for path in sorted(Path(directory).glob("events.out.tfevents.*")):
         try:
-            for event in tf.compat.v1.train.summary_iterator(str(path)):
+            # TFRecordDataset rather than summary_iterator, which warns that it is deprecated
+            for record in tf.data.TFRecordDataset(str(path)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
                 for value in event.summary.value:
                     if not value.tag.startswith(prefix):
                         continue

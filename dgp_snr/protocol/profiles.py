@@ -18,6 +18,10 @@ DATASET_TARGETS = ("figure_3", "figure_4", "figure_8", "table_1")
 SPLIT_TARGETS = ("figure_4", "table_1")
 SNR_TARGETS = ("figure_1", "figure_2", "figure_3", "figure_8", "figure_9")
 EVALUATION_TARGETS = ("figure_4", "table_1")
+#: The report-only target (dgp_snr.plotting.learning_curves; not a sweep target) and the
+#: targets whose runs it shows, each with its own parameters under a profile.
+LEARNING_CURVES = "learning_curves"
+LEARNING_CURVE_TARGETS = ("table_1", "figure_4")
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,13 @@ class Profile:
     reductions: Tuple[str, ...] = ()
 
     def params(self, target: str) -> Dict[str, Any]:
-        """The keyword parameters of `target`'s definition and figure function."""
+        """The keyword parameters of `target`'s definition and figure function. For
+        'learning_curves' (no definition of its own): the common ones and `target_params`, the
+        parameters of each of LEARNING_CURVE_TARGETS (whose runs it shows)."""
         out = dict(self.common)
         out.update(self.targets.get(target, {}))
+        if target == LEARNING_CURVES:
+            out["target_params"] = {t: self.params(t) for t in LEARNING_CURVE_TARGETS}
         if "settings" in out:
             out["settings"] = dict(out["settings"])
         return out

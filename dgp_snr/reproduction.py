@@ -2,7 +2,8 @@
 drawn from that CSV, and how it was made; plus the log-log slope of SNR against K.
 
     <out_dir>/<target>/data.csv      the figure's tidy data (dgp_snr.plotting.TIDY_FIGURES)
-    <out_dir>/<target>/<target>.png  drawn from data.csv as read back (and .pdf)
+    <out_dir>/<target>/<target>.png  drawn from data.csv as read back (and .pdf; table_1 also
+                                     writes the table as table_1.txt and table_1.md)
     <out_dir>/<target>/meta.json     target, profile, sweep command, git commit of the code,
                                      wall time, date, the figure's parameters
 

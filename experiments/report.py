@@ -7,8 +7,12 @@ of mean SNR against K (theory: about -1/2 for REG, +1/2 for DReG).
         [--results_path results/reduced] [--out reproduction] [--command "..."] [--wall_time_s N]
 
 The figure's parameters are the profile's (as sweep.py and plot.py use them, overrides
-included). Exit status: 0 when every target was exported (possibly from partial data), 2 when
-one had no inputs at all, 1 for a bad input.
+included). Besides the paper's targets, `learning_curves` exports the test log-likelihood that
+training logged against the iterations, for the runs of Table 1 and Figure 4 under the profile
+(it has no sweep job: the curves come from the runs' training logs).
+
+Exit status: 0 when every target was exported (possibly from partial data), 2 when one had no
+inputs at all, 1 for a bad input.
 """
 
 import sys
@@ -81,6 +85,8 @@ def main(argv=None) -> int:
             status = max(status, 1)
             continue
         print(f"report.py: exported {target} to {target_dir}")
+        if TIDY_FIGURES[target].text is not None:  # a table: print it, as plot.py does
+            print(TIDY_FIGURES[target].text(read_data(target_dir / DATA_FILE)))
         print_slopes(target_dir)
     return status
 

@@ -13,19 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+from distributed import Client
 
 from dgp_snr import plotting
 from dgp_snr.plotting import MissingInputsError
 from dgp_snr.protocol import TABLE_1_DATASETS
 from dgp_snr.protocol.profiles import PROFILES, Overrides, parse_splits
-from dgp_snr.sweep import cli
+from dgp_snr.sweep import cli, engine
 from dgp_snr.sweep.engine import Resources, jobqueue_cluster, task_environment
-from dgp_snr.sweep.tasks import DONE, build_tasks, plot_outputs
+from dgp_snr.sweep.tasks import DONE, Task, build_tasks, plot_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = [sys.executable, str(REPO / "experiments" / "sweep.py")]
@@ -88,6 +90,27 @@ def test_split_ranges_and_their_errors():
     assert profile.params("figure_1") == {}
 
 
+def test_precision_override_reaches_every_training_run_and_the_reductions(tmp_path):
+    """--precision mixed: every train command names it (so config.json records it), sampling
+    and evaluation read it from the run, and the profile lists it as a reduction."""
+    out = io.StringIO()
+    argv = ["figure_4", "--profile", "reduced", "--precision", "mixed", "--datasets", "power"]
+    with redirect_stdout(out):
+        assert cli.main(argv + ["--splits", "1", "--print", "--results_path", "r"]) == 0
+    train = [line for line in out.getvalue().splitlines() if "experiments/train.py" in line]
+    assert len(train) == 2 and all(" precision=mixed " in line for line in train)
+    profile = PROFILES["reduced"].with_overrides(Overrides(precision="mixed"))
+    assert profile.params("figure_4")["settings"] == {"precision": "mixed"}
+    assert "--precision mixed (paper: float64)" in profile.reductions
+    # float64 is the default: naming it changes nothing
+    assert (
+        PROFILES["reduced"].with_overrides(Overrides(precision="float64")) == PROFILES["reduced"]
+    )
+    with pytest.raises(SystemExit), redirect_stderr(io.StringIO()) as err:
+        cli.main(["figure_4", "--precision", "half", "--print"])
+    assert "invalid choice: 'half'" in err.getvalue()
+
+
 def test_slurm_job_script_carries_the_requested_resources():
     resources = Resources(
         cores=8, memory="32GB", walltime="12:00:00", queue="gpu", account="proj42", gpus=2
@@ -113,6 +136,42 @@ def test_unknown_cluster_is_refused():
 
 
 # ------------------------------------------------------------------------------ smoke, twice
+def _interval(log: Path) -> tuple:
+    """(worker pid, start, end) of the one task a log holds (see _timed below)."""
+    text = log.read_text()
+    pid = int(re.search(r"^#### .* pid (\d+): ", text, re.M).group(1))
+    start, end = (float(re.search(rf"^{w} (\S+)$", text, re.M).group(1)) for w in ("start", "end"))
+    return pid, start, end
+
+
+def test_tasks_spread_over_all_workers_and_wait_for_their_dependencies(tmp_path):
+    """Given a whole graph of unknown durations, Dask once placed every task on one of two
+    workers; tasks now start as threads free up: both workers run, at most two at a time."""
+    timed = "import time; print('start', time.time()); time.sleep(1.5); print('end', time.time())"
+
+    def task(key: str, deps=(), code: str = timed) -> Task:
+        return Task(key, "train", ["-c", code], lambda: "to run", deps=list(deps))
+
+    tasks = [task(f"t{i}") for i in range(5)]
+    tasks += [task("after", deps=["t0", "t4"]), task("bad", code="raise SystemExit(3)")]
+    tasks += [task("needs_bad", deps=["bad"]), task("needs_needs_bad", deps=["needs_bad"])]
+    states = {t.key: "to run" for t in tasks}
+    with engine.local_cluster(engine.Resources(workers=2, cores=2)) as cluster:
+        with Client(cluster) as client:
+            summary = engine.run_tasks(
+                client, tasks, states, tmp_path, retries=0, progress=False, poll_s=0.2
+            )
+    assert (summary.count("done"), summary.count("failed"), summary.count("not run")) == (6, 1, 2)
+    details = {o.task.key: o.detail for o in summary.outcomes}
+    assert details["needs_needs_bad"] == "needs bad, which failed"
+    runs = {t.key: _interval(tmp_path / "train" / t.log_name()) for t in tasks[:6]}
+    assert len({pid for pid, _, _ in runs.values()}) == 2
+    events = sorted((t, d) for _, s, e in runs.values() for t, d in ((s, 1), (e, -1)))
+    running = np.cumsum([d for _, d in events])
+    assert running.max() == 2
+    assert runs["after"][1] >= max(runs["t0"][2], runs["t4"][2])
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke profile of every target on a LocalCluster with 2 workers, recording the

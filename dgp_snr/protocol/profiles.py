@@ -18,6 +18,10 @@ DATASET_TARGETS = ("figure_3", "figure_4", "figure_8", "table_1")
 SPLIT_TARGETS = ("figure_4", "table_1")
 SNR_TARGETS = ("figure_1", "figure_2", "figure_3", "figure_8", "figure_9")
 EVALUATION_TARGETS = ("figure_4", "table_1")
+#: The report-only target (dgp_snr.plotting.learning_curves; not a sweep target) and the
+#: targets whose runs it shows, each with its own parameters under a profile.
+LEARNING_CURVES = "learning_curves"
+LEARNING_CURVE_TARGETS = ("table_1", "figure_4")
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,13 @@ class Profile:
     reductions: Tuple[str, ...] = ()
 
     def params(self, target: str) -> Dict[str, Any]:
-        """The keyword parameters of `target`'s definition and figure function."""
+        """The keyword parameters of `target`'s definition and figure function. For
+        'learning_curves' (no definition of its own): the common ones and `target_params`, the
+        parameters of each of LEARNING_CURVE_TARGETS (whose runs it shows)."""
         out = dict(self.common)
         out.update(self.targets.get(target, {}))
+        if target == LEARNING_CURVES:
+            out["target_params"] = {t: self.params(t) for t in LEARNING_CURVE_TARGETS}
         if "settings" in out:
             out["settings"] = dict(out["settings"])
         return out
@@ -86,7 +94,8 @@ REDUCED = Profile(
         figure_2=dict(gradient_samples=1000),
         figure_3=dict(depths=(1, 2, 3), ks=(1, 10, 100), num_datapoints=3, gradient_samples=200),
         figure_4=dict(splits=2, test_samples=1000, test_repeats=3),
-        figure_5=dict(num_samples=5000),
+        # split-0 runs shared with Figure 4 and Table 1; winered stands in for winewhite
+        figure_5=dict(panels=(("wilson_forest", 0, 2), ("winered", 0, 0)), num_samples=5000),
         table_1=dict(splits=3, test_samples=1000, test_repeats=3, elbo_repeats=3),
         figure_8=dict(gradient_samples=200),
         figure_9=dict(batch_sizes=(1, 64, 256), ks=(1, 5, 10, 30, 50), gradient_samples=200),
@@ -99,7 +108,9 @@ REDUCED = Profile(
         "K grids: Figure 1 K in 1, 5, 10, 20, 50, 100 over 5 points (paper 1, 5, ..., 100 over "
         "10); Figure 3 depths 1-3, K in 1, 10, 100 over 3 points (paper depths 1-4, K up to "
         "1000 over 10); Figure 9 batch sizes 1, 64, 256 and K in 1, 5, 10, 30, 50",
-        "Figure 5: 5,000 predictive samples (paper 10,000)",
+        "Figure 5: 5,000 predictive samples (paper 10,000); panels wilson_forest split 0 and "
+        "winered split 0, whose runs Figure 4 trains (paper: wilson_forest and winewhite, "
+        "split 2)",
     ),
 )
 

@@ -7,6 +7,7 @@ spec's jobs, plotting's missing-input report prints the commands of its jobs not
 evaluate.py reads its evaluation settings from it.
 """
 
+import inspect
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -510,3 +511,23 @@ def target_spec(name: str, results_path: os.PathLike = "results", **params: Any)
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; known: {', '.join(sorted(TARGETS))}")
     return TARGETS[name](results_path, **params)
+
+
+def runs_of_targets(
+    names: Sequence[str],
+    results_path: os.PathLike = "results",
+    params: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> List[RunConfig]:
+    """The training runs of the targets `names`, each run once (by run name) in the targets'
+    order. params[name]: the target's parameters (e.g. a profile's `params(name)`); those its
+    definition does not take (a figure's drawing options) are left out."""
+    runs: Dict[str, RunConfig] = {}
+    for name in names:
+        if name not in TARGETS:
+            raise ValueError(f"unknown target {name!r}; known: {', '.join(sorted(TARGETS))}")
+        accepted = inspect.signature(TARGETS[name]).parameters
+        given = dict((params or {}).get(name, {}))
+        spec = TARGETS[name](results_path, **{k: v for k, v in given.items() if k in accepted})
+        for config in spec.runs:
+            runs.setdefault(config.run_name, config)
+    return list(runs.values())

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, wait
 from tqdm.auto import tqdm
 
 from dgp_snr.sweep.runner import TaskFailed, run_task
@@ -141,6 +141,11 @@ def task_environment(threads: int = 1) -> Dict[str, str]:
     }
 
 
+def _slots(client: Client) -> int:
+    """Tasks the cluster can run at once: its workers' threads (0 before any has joined)."""
+    return sum(client.nthreads().values())
+
+
 def run_tasks(
     client: Client,
     tasks: Sequence[Task],
@@ -151,55 +156,97 @@ def run_tasks(
     gpu_from_worker_name: bool = False,
     out: TextIO = sys.stderr,
     progress: bool = True,
+    poll_s: float = 2.0,
 ) -> Summary:
-    """Submits the tasks not done (each after the tasks it depends on), retrying failures
-    `retries` times; the others run on when one fails. Returns the summary."""
+    """Runs the tasks not done, each once the tasks it depends on are done, retrying failures
+    `retries` times; the others run on when one fails. Returns the summary.
+
+    A task is submitted only when a worker thread is free: given a whole graph at once, Dask
+    placed every task of unknown duration on one worker and left the others idle (seen with
+    a 2-worker LocalCluster). `poll_s` is how often workers that join later are noticed."""
     env = task_environment(threads)
     root = str(repository_root())
     token = uuid.uuid4().hex[:8]
     summary = Summary()
-    futures: Dict[str, object] = {}
-    by_future: Dict[str, Tuple[Task, str]] = {}
+    pending: List[Task] = []
     for task in tasks:
         if states[task.key] == DONE:
             summary.outcomes.append(Outcome(task, "skipped", "complete"))
-            continue
-        log_path = str(log_dir / task.kind / task.log_name())
-        deps = [futures[d] for d in task.deps if d in futures]
-        future = client.submit(
-            run_task,
-            task.key,
-            task.argv,
-            root,
-            log_path,
-            env,
-            gpu_from_worker_name and task.gpu,
-            *deps,
-            key=f"{task.key}-{token}",
-            retries=retries,
-            pure=False,
-            resources={"GPU": 1} if task.gpu else None,
-        )
-        futures[task.key] = future
-        by_future[future.key] = (task, log_path)
-    bar = tqdm(total=len(futures), desc="sweep", unit="task", disable=not progress, file=out)
-    for future in as_completed(list(futures.values())):
-        task, log_path = by_future[future.key]
-        if future.status == "finished":
-            summary.outcomes.append(Outcome(task, "done", log_path))
         else:
-            err = future.exception()
-            message = str(err)
-            if isinstance(err, TaskFailed) and not message.startswith(f"{task.key}:"):
+            pending.append(task)
+    todo = {t.key for t in pending}
+    succeeded: set = set()
+    unrunnable: Dict[str, str] = {}  # key -> the failed task it needed
+    running: Dict[str, Tuple[Task, str]] = {}  # future key -> task, log path
+    futures: List[object] = []
+    bar = tqdm(total=len(pending), desc="sweep", unit="task", disable=not progress, file=out)
+
+    def blocker(task: Task) -> Optional[str]:
+        for dep in task.deps:
+            if dep in unrunnable:
+                return unrunnable[dep]
+        return None
+
+    while pending or futures:
+        # tasks whose dependencies failed are not run; the others start as threads free up
+        for task in list(pending):
+            failed_dep = blocker(task)
+            if failed_dep is not None:
+                pending.remove(task)
+                unrunnable[task.key] = failed_dep
                 summary.outcomes.append(
-                    Outcome(task, "not run", f"needs {message.split(':', 1)[0]}, which failed")
+                    Outcome(task, "not run", f"needs {failed_dep}, which failed")
                 )
-            elif isinstance(err, TaskFailed):
-                summary.outcomes.append(Outcome(task, "failed", message.split(": ", 1)[1]))
-            else:  # e.g. KilledWorker: its worker died more often than allowed
-                detail = f"{type(err).__name__}: {message.splitlines()[0] if message else ''}"
-                summary.outcomes.append(Outcome(task, "failed", f"{detail} (log: {log_path})"))
-        bar.update(1)
+                bar.update(1)
+        free = _slots(client) - len(futures)
+        if free <= 0 and not futures:
+            client.wait_for_workers(1)
+            continue
+        for task in list(pending):
+            if free <= 0:
+                break
+            if all(d in succeeded or d not in todo for d in task.deps):
+                pending.remove(task)
+                log_path = str(log_dir / task.kind / task.log_name())
+                future = client.submit(
+                    run_task,
+                    task.key,
+                    task.argv,
+                    root,
+                    log_path,
+                    env,
+                    gpu_from_worker_name and task.gpu,
+                    key=f"{task.key}-{token}",
+                    retries=retries,
+                    pure=False,
+                    resources={"GPU": 1} if task.gpu else None,
+                )
+                running[future.key] = (task, log_path)
+                futures.append(future)
+                free -= 1
+        if not futures:
+            continue
+        try:
+            wait(futures, timeout=poll_s, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # none finished: look for new workers, then wait again
+            pass
+        for future in [f for f in futures if f.done()]:
+            futures.remove(future)
+            task, log_path = running.pop(future.key)
+            if future.status == "finished":
+                succeeded.add(task.key)
+                summary.outcomes.append(Outcome(task, "done", log_path))
+            else:
+                unrunnable[task.key] = task.key
+                err = future.exception()
+                message = str(err)
+                if isinstance(err, TaskFailed):
+                    summary.outcomes.append(Outcome(task, "failed", message.split(": ", 1)[1]))
+                else:  # e.g. KilledWorker: its worker died more often than allowed
+                    first = message.splitlines()[0] if message else ""
+                    detail = f"{type(err).__name__}: {first} (log: {log_path})"
+                    summary.outcomes.append(Outcome(task, "failed", detail))
+            bar.update(1)
     bar.close()
     return summary
 

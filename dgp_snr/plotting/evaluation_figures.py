@@ -1,0 +1,356 @@
+"""Figures 4 and 5: test log-likelihoods and predictive marginals of the runs with the learned
+q(w) against q(w) fixed to the prior; and the reading of the evaluation data files (Figure 4
+and Table 1) that experiments/evaluate.py writes.
+
+  figure_4  <results>/figure_data/figure_4.txt (experiments/evaluate.py figure_4) from
+            <dataset>_L1_G5_IWAE_SF<s>_K50_BS64_reg and ..._reg_fixq: per dataset the first
+            10 splits (of 0-40) whose runs both finished
+  figure_5  wilson_forest / winewhite _L1_G5_IWAE_SF2_K50_BS64_reg and ..._reg_fixq
+            checkpoints (10,000 predictive samples at test points 2 and 0)
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+
+from dgp_snr.evaluation import (
+    EVALUATION_FILE,
+    PREVIEW_MARKER,
+    Evaluator,
+    FigureDataRow,
+    figure_data_is_preview,
+    read_figure_data,
+    target_files,
+)
+from dgp_snr.plotting.common import (
+    COLORS,
+    FIGURES_DIR,
+    FigureReport,
+    TidyFigure,
+    _in_order,
+    _label,
+    _missing_panel,
+    _Needs,
+    _nothing,
+    _save,
+    _setup_style,
+)
+from dgp_snr.protocol import (
+    FIGURE_4_DATASETS,
+    FIGURE_4_SPLITS,
+    FIGURE_5_BINS,
+    FIGURE_5_PANELS,
+    PAPER_ITERATIONS,
+    TEST_REPEATS,
+    TEST_SAMPLES,
+    pair_runs,
+    run_state,
+)
+from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.runs import RunConfig, load_run
+
+#: `qw` of Figures 4 and 5: the learned q(w) (flag F) and q(w) fixed to the prior (flag T).
+QW = ("learned", "fixed")
+#: `qw` / `estimator` of the one row that keeps a dataset (panel) without any data in the frame,
+#: so that the figure drawn from the frame alone still shows it as 'missing'.
+NO_DATA = "none"
+#: `step` when the evaluated checkpoint is not known (a preview file without cache entry).
+UNKNOWN_STEP = -1
+
+#: figure_4_data's columns: one row per evaluated run.
+FIGURE_4_COLUMNS = ("dataset", "split", "qw", "test_ll", "num_repeats", "step", "preview")
+#: figure_5_data's columns: one row per histogram bin of a panel's predictive samples.
+FIGURE_5_COLUMNS = (
+    "dataset",
+    "split",
+    "test_point",
+    "qw",
+    "bin_left",
+    "bin_right",
+    "density",
+    "y_observed",
+    "num_samples",
+)
+
+
+# ------------------------------------------------------------------------------ data files
+def _data_rows(
+    needs: _Needs,
+    target: str,
+    metric: str,
+    results_path: os.PathLike,
+    datasets: Sequence[str],
+    splits: int,
+    iterations: int,
+) -> Tuple[Dict[Tuple[str, bool, int], FigureDataRow], bool]:
+    """The rows of a target's data file keyed by (dataset, flag, split), for `datasets` (the
+    file holds the splits evaluate.py selected), and whether the file is a PREVIEW. A dataset
+    with fewer than `splits` paired splits is recorded as missing (the target definition's
+    runs to train or finish, then evaluate.py, make it)."""
+    path = target_files(target, results_path)[metric]
+    rows: Dict[Tuple[str, bool, int], FigureDataRow] = {}
+    if path.is_file():
+        for row in read_figure_data(path):
+            if row.dataset in datasets:
+                rows[(row.dataset, row.flag, row.split)] = row
+    preview = figure_data_is_preview(path)
+    for dataset in datasets:
+        pairs = sum(1 for (d, f, s) in rows if d == dataset and not f and (d, True, s) in rows)
+        if pairs < splits:
+            for config in needs.spec.runs:
+                if config.dataset == dataset and run_state(config, iterations)[0] != "finished":
+                    needs.data(f"run {config.run_name} (not at {iterations} iterations)")
+            needs.data(f"{path.name}: fewer than {splits} splits for {dataset}")
+    return rows, preview
+
+
+def _pair_config(
+    target: str,
+    dataset: str,
+    flag: bool,
+    split: int,
+    results_path: os.PathLike,
+    iterations: int,
+    settings: Optional[Mapping[str, Any]],
+) -> RunConfig:
+    """The run behind a data-file row, with the target's extra settings (as its definition
+    sets them)."""
+    run = pair_runs(target, dataset, split, results_path, iterations)[int(flag)]
+    for key, value in dict(settings or {}).items():
+        setattr(run.config, key, value)
+    return run.config
+
+
+def _evaluated_step(
+    config: RunConfig, metric: str, values: np.ndarray, iterations: int, preview: bool
+) -> int:
+    """The checkpoint step whose evaluation gave `values`: the run's evaluation cache entry
+    with these exact values (evaluate.py writes both from the same numbers); otherwise
+    `iterations` for a complete file (only finished runs enter it) and UNKNOWN_STEP for a
+    preview."""
+    path = config.run_dir() / EVALUATION_FILE
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        cache = {}  # the cache only names the step; a damaged one is not this figure's input
+    for key, entry in cache.items() if isinstance(cache, dict) else ():
+        if key.startswith(f"{metric}:") and np.array_equal(entry.get("values"), values):
+            return int(entry["step"])
+    return UNKNOWN_STEP if preview else iterations
+
+
+def _violin(ax: "plt.Axes", values: np.ndarray, x: float, color: str) -> None:
+    if len(values) >= 2 and np.ptp(values) > 0:
+        parts = ax.violinplot(values, [x], showmeans=True, widths=0.38)
+        for body in parts["bodies"]:
+            body.set_color(color)
+            body.set_alpha(0.6)
+        for key in ("cbars", "cmins", "cmaxes", "cmeans"):
+            parts[key].set_color(color)
+    ax.scatter(np.full(len(values), x), values, s=8, color=color, zorder=3)
+
+
+# ------------------------------------------------------------------------------ figure 4
+def figure_4_data(
+    results_path: os.PathLike = "results",
+    datasets: Sequence[str] = FIGURE_4_DATASETS,
+    splits: "protocol_targets.Splits" = FIGURE_4_SPLITS,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    test_samples: int = TEST_SAMPLES,
+    test_repeats: int = TEST_REPEATS,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 4's inputs as a tidy frame (FIGURE_4_COLUMNS) and the report of its missing
+    inputs; raises MissingInputsError when the data file has no row for `datasets`.
+
+    One row per run in the data file (dataset in `datasets` order, then learned before fixed
+    q(w), then split): `qw` 'learned' or 'fixed', `test_ll` the mean of its `num_repeats`
+    repeated test log-likelihoods, `step` the checkpoint evaluated, `preview` whether the file
+    is marked PREVIEW. A dataset without rows keeps one row with `qw` NO_DATA (NaN test_ll)."""
+    spec = protocol_targets.figure_4(
+        results_path, datasets, splits, iterations, settings, test_samples, test_repeats
+    )
+    splits = len(protocol_targets.split_list(splits))
+    needs = _Needs("figure_4", spec)
+    rows, preview = _data_rows(
+        needs, "figure_4", "test_ll", results_path, datasets, splits, iterations
+    )
+    report = needs.report(out)
+    if not rows:
+        raise _nothing(report, results_path)
+    records = []
+    for dataset in datasets:
+        mine = sorted(k for k in rows if k[0] == dataset)  # learned (F) first, then split
+        for key in mine:
+            row = rows[key]
+            config = _pair_config("figure_4", *key, results_path, iterations, settings)
+            step = _evaluated_step(config, "test_ll", row.values, iterations, preview)
+            records.append(
+                (dataset, row.split, QW[row.flag], row.mean, len(row.values), step, preview)
+            )
+        if not mine:
+            records.append((dataset, -1, NO_DATA, float("nan"), 0, UNKNOWN_STEP, preview))
+    return pd.DataFrame(records, columns=list(FIGURE_4_COLUMNS)), report
+
+
+def draw_figure_4(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_4_data's frame: per dataset (panel) the test log-likelihoods over splits as
+    violins, learned q(w) left and fixed right; the title is marked PREVIEW when any row is."""
+    datasets = _in_order(df["dataset"])
+    preview = bool(df["preview"].any())
+    _setup_style()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(2.0 * len(datasets) + 0.6, 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets):
+        drawn = False
+        for qw, x, color in (("learned", -0.2, COLORS["reg"]), ("fixed", 0.2, COLORS["fixq"])):
+            mine = df[(df["dataset"] == dataset) & (df["qw"] == qw)].sort_values("split")
+            values = mine["test_ll"].to_numpy(dtype=float)
+            if len(values):
+                _violin(ax, values, x, color)
+                drawn = True
+        if not drawn:
+            _missing_panel(ax)
+        ax.set_title(_label(dataset))
+        ax.set_xticks([-0.2, 0.2])
+        ax.set_xticklabels(["$q(w)$", "$p(w)$"])
+        ax.set_xlim(-0.5, 0.5)
+        ax.grid(True, axis="y")
+    axes[0].set_ylabel("test log-likelihood")
+    title = "learned $q(w)$ vs $q(w)$ fixed to the prior $p(w)$ (2 layers)"
+    fig.suptitle(f"{PREVIEW_MARKER}: {title}" if preview else title, y=1.02)
+    fig.tight_layout()
+    return _save(fig, "figure_4", figures_dir)
+
+
+FIGURE_4 = TidyFigure("figure_4", figure_4_data, draw_figure_4)
+figure_4 = FIGURE_4.function(
+    """Test log-likelihood over splits (violins; each split the mean of its repeats) with the
+    learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset (the splits that
+    evaluate.py selected). `splits`: how many (or which) splits the definition trains."""
+)
+
+
+# ------------------------------------------------------------------------------ figure 5
+def figure_5_data(
+    results_path: os.PathLike = "results",
+    panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
+    num_samples: int = TEST_SAMPLES,
+    depth: int = 2,
+    iterations: int = PAPER_ITERATIONS,
+    out: Optional[TextIO] = None,
+    bins: int = FIGURE_5_BINS,
+    settings: Optional[Mapping[str, Any]] = None,
+) -> Tuple[pd.DataFrame, FigureReport]:
+    """Figure 5's inputs as a tidy frame (FIGURE_5_COLUMNS) and the report of its missing
+    inputs; raises MissingInputsError when no run of a panel has a checkpoint.
+
+    Per (dataset, split, test point) panel and q(w) ('learned', 'fixed') whose run exists,
+    `bins` rows: the density histogram of `num_samples` predictive samples at the test point
+    (np.histogram over the samples' range, as the figure draws it), each bin's edges
+    `bin_left`, `bin_right` and `density`, with the observed (normalised) y of the point. A
+    panel without either run keeps one row with `qw` NO_DATA. 2 x panels x bins rows (800 at
+    the paper's settings)."""
+    spec = protocol_targets.figure_5(
+        results_path, panels, num_samples, depth, iterations, settings
+    )
+    needs = _Needs("figure_5", spec)
+    # By (dataset, split, q(w)): two panels of one run (other test points) share its config.
+    runs = {(c.dataset, c.split, c.qz_mode == "fix_mu_sigma"): c for c in spec.runs}
+    configs = {}
+    for panel in panels:
+        for fixq in (False, True):
+            config = runs[(panel[0], int(panel[1]), fixq)]
+            if needs.run(config):
+                configs[(tuple(panel), fixq)] = config
+    report = needs.report(out)
+    if not configs:
+        raise _nothing(report, results_path)
+    frames = []
+    for panel in panels:
+        dataset, split, point = panel
+        for fixq in (False, True):
+            if (tuple(panel), fixq) not in configs:
+                continue
+            model, _, data, _ = load_run(configs[(tuple(panel), fixq)].run_dir())
+            if point >= data.X_test.shape[0]:
+                raise ValueError(
+                    f"figure_5: test point {point} out of range ({data.X_test.shape[0]} points)"
+                )
+            ys = Evaluator(model).predictive_samples(data.X_test[point], num_samples, 0, point)
+            density, edges = np.histogram(ys, bins=bins, density=True)
+            frame = pd.DataFrame(
+                {"bin_left": edges[:-1], "bin_right": edges[1:], "density": density}
+            )
+            frame.insert(0, "dataset", dataset)
+            frame.insert(1, "split", int(split))
+            frame.insert(2, "test_point", int(point))
+            frame.insert(3, "qw", QW[fixq])
+            frame["y_observed"] = float(data.Y_test[point, 0])
+            frame["num_samples"] = len(ys)
+            frames.append(frame)
+        if not any((tuple(panel), f) in configs for f in (False, True)):
+            nan = float("nan")
+            frames.append(
+                pd.DataFrame(
+                    [(dataset, int(split), int(point), NO_DATA, nan, nan, nan, nan, 0)],
+                    columns=list(FIGURE_5_COLUMNS),
+                )
+            )
+    return pd.concat(frames, ignore_index=True)[list(FIGURE_5_COLUMNS)], report
+
+
+def draw_figure_5(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
+    """Draws figure_5_data's frame: one column per panel, the learned q(w)'s predictive
+    histogram on top and the fixed one's below (the bins as stored), the observed y dashed."""
+    panels = _in_order(pd.Series(list(zip(df["dataset"], df["split"], df["test_point"]))))
+    _setup_style()
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(3.2 * len(panels) + 0.6, 4.2), squeeze=False, sharex="col"
+    )
+    for col, (dataset, split, point) in enumerate(panels):
+        panel = df[(df["dataset"] == dataset) & (df["split"] == split)]
+        panel = panel[panel["test_point"] == point]
+        for row, qw in enumerate(QW):
+            ax = axes[row, col]
+            mine = panel[panel["qw"] == qw]
+            if mine.empty:
+                _missing_panel(ax)
+                continue
+            # The stored bins drawn as ax.hist(samples, bins, density=True) drew them.
+            edges = np.append(mine["bin_left"].to_numpy(), mine["bin_right"].to_numpy()[-1])
+            color = COLORS["fixq"] if qw == "fixed" else COLORS["reg"]
+            ax.hist(
+                mine["bin_left"].to_numpy(),
+                bins=edges,
+                weights=mine["density"].to_numpy(),
+                color=color,
+                alpha=0.85,
+            )
+            ax.axvline(float(mine["y_observed"].iloc[0]), color="black", linestyle="--", lw=1.0)
+            ax.grid(True)
+            if row == 0:
+                ax.set_title(f"{_label(dataset)} (split {split}, test point {point})")
+            if col == 0:
+                ax.set_ylabel(
+                    ("fixed $p(w)$" if qw == "fixed" else "learned $q(w)$") + "\ndensity"
+                )
+        axes[-1, col].set_xlabel("$y$ (normalised)")
+    handle = plt.Line2D([], [], color="black", linestyle="--", label="observed $y$")
+    fig.legend(handles=[handle], loc="upper center", bbox_to_anchor=(0.5, 1.04))
+    fig.tight_layout()
+    return _save(fig, "figure_5", figures_dir)
+
+
+FIGURE_5 = TidyFigure("figure_5", figure_5_data, draw_figure_5)
+figure_5 = FIGURE_5.function(
+    """Histograms (`bins` bins, the reference's 200) of predictive samples at one test point,
+    learned q(w) (top) vs q(w) fixed to the prior (bottom); one column per (dataset, split,
+    test point) panel."""
+)

@@ -121,9 +121,7 @@ def _pair_config(
     """The run behind a data-file row, with the target's extra settings (as its definition
     sets them)."""
     run = pair_runs(target, dataset, split, results_path, iterations)[int(flag)]
-    for key, value in dict(settings or {}).items():
-        setattr(run.config, key, value)
-    return run.config
+    return run.config.with_settings(**dict(settings or {}))
 
 
 def _evaluated_step(

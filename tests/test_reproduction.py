@@ -35,7 +35,7 @@ def test_snr_trends_after_training(dataset, configuration):
         iterations=3000,
     )
     model, trainer, data = build_run(config)
-    trainer.fit(config.iterations, progress=False)
+    trainer.fit(config.training.iterations, progress=False)
     assert _mean_weight_snr(model, data, 100, "reg") < _mean_weight_snr(model, data, 1, "reg")
     assert _mean_weight_snr(model, data, 100, "dreg") > _mean_weight_snr(model, data, 1, "dreg")
 
@@ -53,7 +53,7 @@ def test_dreg_and_reg_training_both_improve_the_bound_on_winered():
         )
         model, trainer, data = build_run(config)
         first = [trainer.train_step() for _ in range(50)]
-        trainer.fit(config.iterations, progress=False)
+        trainer.fit(config.training.iterations, progress=False)
         last = [trainer.train_step() for _ in range(50)]
         se = np.sqrt(np.var(first) / 50 + np.var(last) / 50)
         assert np.mean(last) - np.mean(first) > 4 * se

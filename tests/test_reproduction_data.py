@@ -312,7 +312,7 @@ def eval_results(tmp_path_factory):
     assert (fig4[4].dataset, fig4[4].flag, fig4[4].split) == ("power", True, 1)
     (cached / EVALUATION_FILE).write_text(json.dumps({"test_ll:step=1234:S=5:R=4:seed=0": entry}))
 
-    config = RunConfig(
+    config = RunConfig.from_flat(
         dataset="demo_normalized",
         configuration="L1",
         M=8,

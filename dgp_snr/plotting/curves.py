@@ -101,7 +101,7 @@ def read_scalars(directory: os.PathLike, prefix: str = "") -> pd.DataFrame:
 
 def _depth(config: RunConfig) -> int:
     """'L1' -> 1, 'L1_G5' -> 2, ... (protocol.configuration_for_depth's inverse)."""
-    return len(config.configuration.split("_"))
+    return len(config.model.configuration.split("_"))
 
 
 def learning_curves_data(
@@ -144,8 +144,8 @@ def learning_curves_data(
         frame.insert(0, "run", config.run_name)
         frame.insert(1, "dataset", config.dataset)
         frame.insert(2, "split", int(config.split))
-        frame.insert(3, "estimator", config.estimator)
-        frame.insert(4, "qw", "fixed" if config.qz_mode == "fix_mu_sigma" else "learned")
+        frame.insert(3, "estimator", config.training.estimator)
+        frame.insert(4, "qw", "fixed" if config.model.qz_mode == "fix_mu_sigma" else "learned")
         frame.insert(5, "depth", _depth(config))
         # metric-major within a run, then step (read_scalars sorts by tag, i.e. metric)
         frames.append(frame)

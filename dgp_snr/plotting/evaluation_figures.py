@@ -260,7 +260,7 @@ def figure_5_data(
     )
     needs = _Needs("figure_5", spec)
     # By (dataset, split, q(w)): two panels of one run (other test points) share its config.
-    runs = {(c.dataset, c.split, c.qz_mode == "fix_mu_sigma"): c for c in spec.runs}
+    runs = {(c.dataset, c.split, c.model.qz_mode == "fix_mu_sigma"): c for c in spec.runs}
     configs = {}
     for panel in panels:
         for fixq in (False, True):

@@ -219,7 +219,7 @@ def test_figure_5_draws_what_exists(fig1_results, tmp_path):
         fig1_results,
         tmp_path,
         panels=(("demo_normalized", 0, 0),),
-        num_samples=500,
+        num_predictive_samples=500,
         depth=1,
         out=io.StringIO(),
     )

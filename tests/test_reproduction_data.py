@@ -332,7 +332,11 @@ EVAL_PARAMS = {
     "figure_4": dict(datasets=FIG4_DATASETS, splits=FIG4_SPLITS, iterations=EVAL_ITERATIONS),
     "table_1": dict(datasets=TABLE_DATASETS, splits=TABLE_SPLITS, iterations=EVAL_ITERATIONS),
     "figure_5": dict(
-        panels=FIG5_PANELS, num_samples=FIG5_SAMPLES, depth=1, bins=FIG5_BINS, iterations=1
+        panels=FIG5_PANELS,
+        num_predictive_samples=FIG5_SAMPLES,
+        depth=1,
+        bins=FIG5_BINS,
+        iterations=1,
     ),
 }
 

@@ -161,7 +161,7 @@ def figure_4_data(
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     settings: Optional[Mapping[str, Any]] = None,
-    test_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     test_repeats: int = TEST_REPEATS,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 4's inputs as a tidy frame (FIGURE_4_COLUMNS) and the report of its missing
@@ -172,7 +172,7 @@ def figure_4_data(
     repeated test log-likelihoods, `step` the checkpoint evaluated, `preview` whether the file
     is marked PREVIEW. A dataset without rows keeps one row with `qw` NO_DATA (NaN test_ll)."""
     spec = protocol_targets.figure_4(
-        results_path, datasets, splits, iterations, settings, test_samples, test_repeats
+        results_path, datasets, splits, iterations, settings, num_predictive_samples, test_repeats
     )
     splits = len(protocol_targets.split_list(splits))
     needs = _Needs("figure_4", spec)
@@ -239,7 +239,7 @@ figure_4 = FIGURE_4.function(
 def figure_5_data(
     results_path: os.PathLike = "results",
     panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
-    num_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     depth: int = 2,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
@@ -250,13 +250,13 @@ def figure_5_data(
     inputs; raises MissingInputsError when no run of a panel has a checkpoint.
 
     Per (dataset, split, test point) panel and q(w) ('learned', 'fixed') whose run exists,
-    `bins` rows: the density histogram of `num_samples` predictive samples at the test point
-    (np.histogram over the samples' range, as the figure draws it), each bin's edges
-    `bin_left`, `bin_right` and `density`, with the observed (normalised) y of the point. A
-    panel without either run keeps one row with `qw` NO_DATA. 2 x panels x bins rows (800 at
-    the paper's settings)."""
+    `bins` rows: the density histogram of `num_predictive_samples` (S) predictive samples at the
+    test point (np.histogram over the samples' range, as the figure draws it; S is the
+    `num_samples` column), each bin's edges `bin_left`, `bin_right` and `density`, with the
+    observed (normalised) y of the point. A panel without either run keeps one row with `qw`
+    NO_DATA. 2 x panels x bins rows (800 at the paper's settings)."""
     spec = protocol_targets.figure_5(
-        results_path, panels, num_samples, depth, iterations, settings
+        results_path, panels, num_predictive_samples, depth, iterations, settings
     )
     needs = _Needs("figure_5", spec)
     # By (dataset, split, q(w)): two panels of one run (other test points) share its config.
@@ -281,7 +281,9 @@ def figure_5_data(
                 raise ValueError(
                     f"figure_5: test point {point} out of range ({data.X_test.shape[0]} points)"
                 )
-            ys = Evaluator(model).predictive_samples(data.X_test[point], num_samples, 0, point)
+            ys = Evaluator(model).predictive_samples(
+                data.X_test[point], num_predictive_samples, 0, point
+            )
             density, edges = np.histogram(ys, bins=bins, density=True)
             frame = pd.DataFrame(
                 {"bin_left": edges[:-1], "bin_right": edges[1:], "density": density}

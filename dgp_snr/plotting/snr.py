@@ -76,7 +76,7 @@ def figure_1_data(
     out: Optional[TextIO] = None,
     depth: int = 1,
     settings: Optional[Mapping[str, Any]] = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 1's inputs as a tidy frame (FIGURE_1_COLUMNS), and the report of its missing
@@ -95,7 +95,7 @@ def figure_1_data(
         iterations,
         depth,
         settings,
-        gradient_samples,
+        num_estimates,
         aggregates,
     )
     config = spec.runs[0]
@@ -174,7 +174,7 @@ FIGURE_1 = TidyFigure("figure_1", figure_1_data, draw_figure_1)
 figure_1 = FIGURE_1.function(
     """SNR of 4 encoder weights vs K, REG (left axis) and DReG (right axis), demo_normalized,
     depth 1, batch size 1, averaged over `num_datapoints` points. `depth`, `settings`,
-    `gradient_samples` and `aggregates` are the target definition's (protocol.targets)."""
+    `num_estimates` and `aggregates` are the target definition's (protocol.targets)."""
 )
 
 
@@ -188,16 +188,14 @@ def figure_2_data(
     loss: bool = True,
     depth: int = 2,
     settings: Optional[Mapping[str, Any]] = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 2's inputs as a tidy frame (FIGURE_2_COLUMNS), and the report of its missing
     inputs: one row per raw gradient estimate of encoder weight entry `parameter` (its label in
     `parameter`) per (estimator, K) found; `quantity` 'loss' (the negative bound's gradient,
-    the default) or 'bound'. 2 x len(ks) x gradient_samples rows (6,000 at the paper's
+    the default) or 'bound'. 2 x len(ks) x num_estimates rows (6,000 at the paper's
     settings, about 250 KB as CSV). Raises MissingInputsError when no raw dump exists."""
-    spec = protocol_targets.figure_2(
-        results_path, ks, iterations, depth, settings, gradient_samples
-    )
+    spec = protocol_targets.figure_2(results_path, ks, iterations, depth, settings, num_estimates)
     config = spec.runs[0]
     needs = _Needs("figure_2", spec)
     found = {

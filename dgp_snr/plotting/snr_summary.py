@@ -116,7 +116,7 @@ def figure_3_data(
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     settings: Optional[Mapping[str, Any]] = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 3's inputs (SNR_SUMMARY_COLUMNS, batch size 1) and the report of its missing
@@ -129,7 +129,7 @@ def figure_3_data(
         num_datapoints,
         iterations,
         settings,
-        gradient_samples,
+        num_estimates,
         aggregates,
     )
     configs = iter(spec.runs)  # dataset-major, then depth: the loop's order
@@ -215,7 +215,7 @@ def figure_8_data(
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     settings: Optional[Mapping[str, Any]] = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 8's inputs (SNR_SUMMARY_COLUMNS, one K and batch size) and the report of its
@@ -228,7 +228,7 @@ def figure_8_data(
         batch_size,
         iterations,
         settings,
-        gradient_samples,
+        num_estimates,
         aggregates,
     )
     needs = _Needs("figure_8", spec)
@@ -283,7 +283,7 @@ def figure_9_data(
     depth: int = FIGURE_9_DEPTH,
     train_K: int = FIGURE_9_TRAIN_K,
     settings: Optional[Mapping[str, Any]] = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 9's inputs (SNR_SUMMARY_COLUMNS, REG only, one row per batch size and K) and
@@ -298,7 +298,7 @@ def figure_9_data(
         depth,
         train_K,
         settings,
-        gradient_samples,
+        num_estimates,
         aggregates,
     )
     config = spec.runs[0]

@@ -114,7 +114,7 @@ def table_1_data(
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
     settings: Optional[Mapping[str, Any]] = None,
-    test_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     test_repeats: int = TEST_REPEATS,
     elbo_repeats: int = ELBO_REPEATS,
 ) -> Tuple[pd.DataFrame, FigureReport]:
@@ -136,7 +136,7 @@ def table_1_data(
         splits,
         iterations,
         settings,
-        test_samples,
+        num_predictive_samples,
         test_repeats,
         elbo_repeats,
     )

@@ -152,7 +152,7 @@ def sample_command(
     batch_size: int = 1,
     num_datapoints: int = NUM_DATAPOINTS,
     aggregates: bool = True,
-    num_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
 ) -> str:
     """The exact experiments/sample_gradients.py command line for these dumps of a run."""
     parts = [
@@ -160,7 +160,7 @@ def sample_command(
         shlex.quote(config.run_name),
         f"--results_path {shlex.quote(str(config.results_path))}",
         f"--ks {','.join(str(k) for k in sorted(ks))}",
-        f"--num_samples {num_samples}",
+        f"--num_samples {num_estimates}",  # sample_gradients.py's flag for R
         f"--batch_size {batch_size}",
         f"--num_datapoints {num_datapoints if batch_size == 1 else 1}",
         f"--estimator {estimator}",
@@ -173,7 +173,7 @@ def sample_command(
 def evaluate_command(
     target: str,
     results_path: os.PathLike = "results",
-    num_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     repeats: int = TEST_REPEATS,
     iterations: int = PAPER_ITERATIONS,
 ) -> str:
@@ -183,8 +183,8 @@ def evaluate_command(
     )
     if iterations != PAPER_ITERATIONS:
         cmd += f" --iterations {iterations}"
-    if num_samples != TEST_SAMPLES:
-        cmd += f" --num_samples {num_samples}"
+    if num_predictive_samples != TEST_SAMPLES:  # evaluate.py's flag for S
+        cmd += f" --num_samples {num_predictive_samples}"
     if repeats != TEST_REPEATS:
         cmd += f" --repeats {repeats}"
     return cmd

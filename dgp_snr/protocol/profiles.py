@@ -74,10 +74,10 @@ class Profile:
             for name in DATASET_TARGETS:
                 targets.setdefault(name, {})["datasets"] = tuple(overrides.datasets)
             reductions.append(f"--datasets {','.join(overrides.datasets)}")
-        if overrides.num_samples is not None:
+        if overrides.num_estimates is not None:  # the command line's --num_samples
             for name in SNR_TARGETS:
-                targets.setdefault(name, {})["gradient_samples"] = overrides.num_samples
-            reductions.append(f"--num_samples {overrides.num_samples}")
+                targets.setdefault(name, {})["num_estimates"] = overrides.num_estimates
+            reductions.append(f"--num_samples {overrides.num_estimates}")
         return replace(self, common=common, targets=targets, reductions=tuple(reductions))
 
 
@@ -90,15 +90,18 @@ REDUCED = Profile(
     "the paper's targets at a 2-core CPU budget (estimated below, at most 8 hours in all)",
     common=dict(iterations=REDUCED_ITERATIONS),
     targets=dict(
-        figure_1=dict(ks=(1, 5, 10, 20, 50, 100), num_datapoints=5, gradient_samples=300),
-        figure_2=dict(gradient_samples=1000),
-        figure_3=dict(depths=(1, 2, 3), ks=(1, 10, 100), num_datapoints=3, gradient_samples=200),
-        figure_4=dict(splits=2, test_samples=1000, test_repeats=3),
+        figure_1=dict(ks=(1, 5, 10, 20, 50, 100), num_datapoints=5, num_estimates=300),
+        figure_2=dict(num_estimates=1000),
+        figure_3=dict(depths=(1, 2, 3), ks=(1, 10, 100), num_datapoints=3, num_estimates=200),
+        figure_4=dict(splits=2, num_predictive_samples=1000, test_repeats=3),
         # split-0 runs shared with Figure 4 and Table 1; winered stands in for winewhite
-        figure_5=dict(panels=(("wilson_forest", 0, 2), ("winered", 0, 0)), num_samples=5000),
-        table_1=dict(splits=3, test_samples=1000, test_repeats=3, elbo_repeats=3),
-        figure_8=dict(gradient_samples=200),
-        figure_9=dict(batch_sizes=(1, 64, 256), ks=(1, 5, 10, 30, 50), gradient_samples=200),
+        figure_5=dict(
+            panels=(("wilson_forest", 0, 2), ("winered", 0, 0)),
+            num_predictive_samples=5000,
+        ),
+        table_1=dict(splits=3, num_predictive_samples=1000, test_repeats=3, elbo_repeats=3),
+        figure_8=dict(num_estimates=200),
+        figure_9=dict(batch_sizes=(1, 64, 256), ks=(1, 5, 10, 30, 50), num_estimates=200),
     ),
     reductions=(
         f"iterations: {REDUCED_ITERATIONS} per run (paper: 300,000)",
@@ -114,7 +117,7 @@ REDUCED = Profile(
     ),
 )
 
-_SMOKE_SNR = dict(ks=(1, 10), num_datapoints=2, gradient_samples=20, aggregates=False)
+_SMOKE_SNR = dict(ks=(1, 10), num_datapoints=2, num_estimates=20, aggregates=False)
 _DEMO = ("demo_normalized",)
 SMOKE = Profile(
     "smoke",
@@ -123,13 +126,15 @@ SMOKE = Profile(
     common=dict(iterations=30, settings=dict(M=8, num_predictive_samples=100, checkpoint_freq=10)),
     targets=dict(
         figure_1=dict(_SMOKE_SNR, depth=2),
-        figure_2=dict(ks=(1, 10), gradient_samples=20),
+        figure_2=dict(ks=(1, 10), num_estimates=20),
         figure_3=dict(_SMOKE_SNR, datasets=_DEMO, depths=(2,)),
-        figure_4=dict(datasets=_DEMO, splits=1, test_samples=50, test_repeats=2),
-        figure_5=dict(panels=(("demo_normalized", 0, 0),), num_samples=200),
-        table_1=dict(datasets=_DEMO, splits=1, test_samples=50, test_repeats=2, elbo_repeats=2),
+        figure_4=dict(datasets=_DEMO, splits=1, num_predictive_samples=50, test_repeats=2),
+        figure_5=dict(panels=(("demo_normalized", 0, 0),), num_predictive_samples=200),
+        table_1=dict(
+            datasets=_DEMO, splits=1, num_predictive_samples=50, test_repeats=2, elbo_repeats=2
+        ),
         figure_8=dict(
-            datasets=_DEMO, split=0, K=10, batch_size=8, gradient_samples=20, aggregates=False
+            datasets=_DEMO, split=0, K=10, batch_size=8, num_estimates=20, aggregates=False
         ),
         figure_9=dict(
             _SMOKE_SNR, batch_sizes=(1, 8), dataset="demo_normalized", depth=2, train_K=50
@@ -154,17 +159,25 @@ class Overrides:
     splits: Optional[Tuple[int, ...]] = None
     datasets: Optional[Tuple[str, ...]] = None
     M: Optional[int] = None
-    num_samples: Optional[int] = None
+    #: R, gradient estimates per dump (SNR targets); --num_samples on the command line.
+    num_estimates: Optional[int] = None
     checkpoint_freq: Optional[int] = None
     precision: Optional[str] = None
 
     def argv(self) -> List[str]:
         """The same overrides as command-line arguments (for plot.py)."""
         out: List[str] = []
-        for name in ("iterations", "M", "num_samples", "checkpoint_freq", "precision"):
+        flags = dict(
+            iterations="iterations",
+            M="M",
+            num_estimates="num_samples",
+            checkpoint_freq="checkpoint_freq",
+            precision="precision",
+        )
+        for name, flag in flags.items():
             value = getattr(self, name)
             if value is not None:
-                out += [f"--{name}", str(value)]
+                out += [f"--{flag}", str(value)]
         if self.splits is not None:
             out += ["--splits", ",".join(map(str, self.splits))]
         if self.datasets is not None:
@@ -221,7 +234,7 @@ def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
         args.splits,
         args.datasets,
         args.M,
-        args.num_samples,
+        args.num_samples,  # -> num_estimates
         args.checkpoint_freq,
         args.precision,
     )

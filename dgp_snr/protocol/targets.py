@@ -1,19 +1,18 @@
 """Every paper target defined once: its training runs, gradient-sampling jobs, evaluation and plot.
 
 `TARGETS[name](results_path, **params)` returns the target's TargetSpec; the parameters (K grids,
-datasets, splits, data points, estimates, iterations, extra run settings) default to the
-paper's and are what a profile (dgp_snr.protocol.profiles) changes. experiments/sweep.py runs a
-spec's jobs, plotting's missing-input report prints the commands of its jobs not yet done, and
-evaluate.py reads its evaluation settings from it.
+datasets, splits, data points, `num_estimates` R per dump, `num_predictive_samples` S per test
+log-likelihood, iterations, extra run settings) default to the paper's and are what a profile
+(dgp_snr.protocol.profiles) changes. experiments/sweep.py runs a spec's jobs, plotting's
+missing-input report prints the commands of its jobs not yet done, and evaluate.py reads its
+evaluation settings from it. The job and spec classes live in dgp_snr.protocol.jobs (exported
+here too).
 """
 
 import inspect
 import os
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from dgp_snr.gradient_dumps import dump_path
 from dgp_snr.protocol import (
     ELBO_REPEATS,
     FIGURE_1_KS,
@@ -41,191 +40,16 @@ from dgp_snr.protocol import (
     TABLE_1_SPLITS,
     TEST_REPEATS,
     TEST_SAMPLES,
-    _target_defaults,
     paper_config,
-    run_state,
-    sample_command,
-    train_command,
 )
+from dgp_snr.protocol.jobs import EvalJob as EvalJob
+from dgp_snr.protocol.jobs import SampleJob as SampleJob
+from dgp_snr.protocol.jobs import Splits as Splits
+from dgp_snr.protocol.jobs import TargetSpec as TargetSpec
+from dgp_snr.protocol.jobs import split_list as split_list
 from dgp_snr.runs import RunConfig
 
 ESTIMATORS = ("reg", "dreg")
-Splits = Union[int, Sequence[int]]
-
-
-def split_list(splits: Splits) -> List[int]:
-    """A number of splits (0..n-1) or the splits themselves, as a list."""
-    return list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
-
-
-@dataclass
-class SampleJob:
-    """One experiments/sample_gradients.py call: dumps of `estimator` at every K of `ks` for a
-    run, batch size 1 (data points 0..num_datapoints-1) or a batch of the first B points."""
-
-    config: RunConfig
-    estimator: str
-    ks: Tuple[int, ...]
-    batch_size: int = 1
-    num_datapoints: int = 1
-    aggregates: bool = True
-    num_samples: int = GRADIENT_SAMPLES
-
-    def datapoints(self) -> List[Optional[int]]:
-        return list(range(self.num_datapoints)) if self.batch_size == 1 else [None]
-
-    def outputs(self) -> List[Path]:
-        run_dir = self.config.run_dir()
-        return [
-            dump_path(run_dir, self.estimator, self.batch_size, K, dp, self.aggregates)
-            for K in self.ks
-            for dp in self.datapoints()
-        ]
-
-    def missing(self) -> List[Tuple[int, Path]]:
-        """(K, path) of the dumps not on disk (for an aggregate dump, the raw one counts too,
-        as the figures read either)."""
-        run_dir = self.config.run_dir()
-        out = []
-        for K in self.ks:
-            for dp in self.datapoints():
-                forms = [self.aggregates] + ([False] if self.aggregates else [])
-                paths = [
-                    dump_path(run_dir, self.estimator, self.batch_size, K, dp, a) for a in forms
-                ]
-                if dp == 0:  # a dump without data-point suffix also counts for point 0
-                    paths += [dump_path(run_dir, self.estimator, 1, K, None, a) for a in forms]
-                if not any(p.is_file() for p in paths):
-                    out.append((K, paths[0]))
-        return out
-
-    def command(self) -> str:
-        return sample_command(
-            self.config,
-            self.estimator,
-            self.ks,
-            self.batch_size,
-            self.num_datapoints,
-            self.aggregates,
-            self.num_samples,
-        )
-
-    def merge_key(self) -> tuple:
-        return (
-            self.config.run_name,
-            self.estimator,
-            self.batch_size,
-            self.aggregates,
-            self.num_samples,
-        )
-
-
-@dataclass
-class EvalJob:
-    """One experiments/evaluate.py call for Table 1 or Figure 4."""
-
-    target: str
-    results_path: str
-    datasets: Tuple[str, ...]
-    splits: int
-    iterations: int
-    num_samples: int = TEST_SAMPLES
-    repeats: int = TEST_REPEATS
-    elbo_repeats: int = ELBO_REPEATS
-
-    def outputs(self) -> List[Path]:
-        from dgp_snr.evaluation import target_files  # evaluation imports this package
-
-        return list(target_files(self.target, self.results_path).values())
-
-    def short_datasets(self) -> List[str]:
-        """The datasets with fewer than `splits` paired splits in the data files (all of them
-        when a file is missing, unreadable or a preview)."""
-        from dgp_snr.evaluation import figure_data_is_preview, read_figure_data
-
-        short: List[str] = []
-        for path in self.outputs():
-            if not path.is_file() or figure_data_is_preview(path):
-                return list(self.datasets)
-            try:
-                rows = {(r.dataset, r.flag, r.split) for r in read_figure_data(path)}
-            except (ValueError, OSError):
-                return list(self.datasets)
-            for dataset in self.datasets:
-                pairs = sum(
-                    1 for d, f, s in rows if d == dataset and not f and (d, True, s) in rows
-                )
-                if pairs < self.splits and dataset not in short:
-                    short.append(dataset)
-        return short
-
-    def complete(self) -> bool:
-        """Every data file exists, is not a preview and holds `splits` paired splits for every
-        dataset."""
-        return not self.short_datasets()
-
-    def command(self) -> str:
-        """evaluate.py's command line; options at evaluate.py's (the paper's) defaults are left
-        out."""
-        from dgp_snr.protocol import evaluate_command
-
-        cmd = evaluate_command(
-            self.target, self.results_path, self.num_samples, self.repeats, self.iterations
-        )
-        default_datasets, default_splits, _ = _target_defaults(self.target)
-        if tuple(self.datasets) != tuple(default_datasets):
-            cmd += f" --datasets {','.join(self.datasets)}"
-        if self.splits != default_splits:
-            cmd += f" --splits {self.splits}"
-        if self.target == "table_1" and self.elbo_repeats != ELBO_REPEATS:
-            cmd += f" --elbo_repeats {self.elbo_repeats}"
-        return cmd
-
-
-@dataclass
-class TargetSpec:
-    """What a target needs: its training runs, sampling jobs and evaluation (then its plot)."""
-
-    name: str
-    runs: List[RunConfig] = field(default_factory=list)
-    samples: List[SampleJob] = field(default_factory=list)
-    evaluation: Optional[EvalJob] = None
-
-    def add_run(self, config: RunConfig) -> RunConfig:
-        if all(c.run_name != config.run_name for c in self.runs):
-            self.runs.append(config)
-        return config
-
-    def pending_commands(self) -> List[str]:
-        """The commands that make the target's missing inputs, in order: runs, dumps, data.
-        SNR targets need a checkpoint of each run (dumps use the latest); evaluation targets
-        need finished runs, unless their data files are already complete."""
-        if self.evaluation is not None:
-            short = self.evaluation.short_datasets()
-            if not short:
-                return []
-            iterations = self.evaluation.iterations
-            train = [
-                c
-                for c in self.runs
-                if c.dataset in short and run_state(c, iterations)[0] != "finished"
-            ]
-            return [train_command(c) for c in train] + [self.evaluation.command()]
-        # Only the Ks with a dump missing (sample_gradients skips existing dumps anyway).
-        pending = [
-            replace(s, ks=tuple(sorted({k for k, _ in s.missing()})))
-            for s in self.samples
-            if s.missing()
-        ]
-        needed = {s.config.run_name for s in pending}
-        if not self.samples:  # figure 5 reads the checkpoints themselves
-            needed = {c.run_name for c in self.runs}
-        train = [
-            c
-            for c in self.runs
-            if c.run_name in needed and run_state(c, c.training.iterations)[0] == "missing"
-        ]
-        return [train_command(c) for c in train] + [s.command() for s in pending]
 
 
 def _snr_jobs(
@@ -235,7 +59,7 @@ def _snr_jobs(
     batch_size: int,
     num_datapoints: int,
     aggregates: bool,
-    gradient_samples: int,
+    num_estimates: int,
     estimators: Sequence[str] = ESTIMATORS,
 ) -> None:
     spec.add_run(config)
@@ -248,7 +72,7 @@ def _snr_jobs(
                 batch_size,
                 num_datapoints if batch_size == 1 else 1,
                 aggregates,
-                gradient_samples,
+                num_estimates,
             )
         )
 
@@ -263,7 +87,7 @@ def figure_1(
     iterations: int = PAPER_ITERATIONS,
     depth: int = 1,
     settings: Settings = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> TargetSpec:
     """SNR vs K on demo_normalized (depth 1, K = 50 training), batch size 1, REG and DReG."""
@@ -276,7 +100,7 @@ def figure_1(
         iterations=iterations,
         **dict(settings or {}),
     )
-    _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, gradient_samples)
+    _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, num_estimates)
     return spec
 
 
@@ -286,7 +110,7 @@ def figure_2(
     iterations: int = PAPER_ITERATIONS,
     depth: int = 2,
     settings: Settings = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
 ) -> TargetSpec:
     """Raw gradient samples at data point 0 of demo_normalized, depth 2, REG and DReG."""
     spec = TargetSpec("figure_2")
@@ -298,7 +122,7 @@ def figure_2(
         iterations=iterations,
         **dict(settings or {}),
     )
-    _snr_jobs(spec, config, ks, 1, 1, False, gradient_samples)
+    _snr_jobs(spec, config, ks, 1, 1, False, num_estimates)
     return spec
 
 
@@ -310,7 +134,7 @@ def figure_3(
     num_datapoints: int = NUM_DATAPOINTS,
     iterations: int = PAPER_ITERATIONS,
     settings: Settings = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> TargetSpec:
     """Mean SNR at K = 1, 10, 100, 1000 for depths 1-4 of seven datasets, REG and DReG."""
@@ -325,7 +149,7 @@ def figure_3(
                 iterations=iterations,
                 **dict(settings or {}),
             )
-            _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, gradient_samples)
+            _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, num_estimates)
     return spec
 
 
@@ -336,7 +160,7 @@ def _evaluation_target(
     splits: Splits,
     iterations: int,
     settings: Settings,
-    test_samples: int,
+    num_predictive_samples: int,
     test_repeats: int,
     elbo_repeats: int,
 ) -> TargetSpec:
@@ -356,7 +180,7 @@ def _evaluation_target(
         tuple(datasets),
         len(chosen),
         iterations,
-        test_samples,
+        num_predictive_samples,
         test_repeats,
         elbo_repeats,
     )
@@ -369,7 +193,7 @@ def figure_4(
     splits: Splits = FIGURE_4_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     settings: Settings = None,
-    test_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     test_repeats: int = TEST_REPEATS,
 ) -> TargetSpec:
     """Test log-likelihood, learned q(w) vs q(w) fixed to the prior, depth 2, 10 splits."""
@@ -380,7 +204,7 @@ def figure_4(
         splits,
         iterations,
         settings,
-        test_samples,
+        num_predictive_samples,
         test_repeats,
         ELBO_REPEATS,
     )
@@ -392,7 +216,7 @@ def table_1(
     splits: Splits = TABLE_1_SPLITS,
     iterations: int = PAPER_ITERATIONS,
     settings: Settings = None,
-    test_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     test_repeats: int = TEST_REPEATS,
     elbo_repeats: int = ELBO_REPEATS,
 ) -> TargetSpec:
@@ -404,7 +228,7 @@ def table_1(
         splits,
         iterations,
         settings,
-        test_samples,
+        num_predictive_samples,
         test_repeats,
         elbo_repeats,
     )
@@ -413,7 +237,7 @@ def table_1(
 def figure_5(
     results_path: os.PathLike = "results",
     panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
-    num_samples: int = TEST_SAMPLES,
+    num_predictive_samples: int = TEST_SAMPLES,
     depth: int = 2,
     iterations: int = PAPER_ITERATIONS,
     settings: Settings = None,
@@ -445,7 +269,7 @@ def figure_8(
     batch_size: int = FIGURE_8_BATCH,
     iterations: int = PAPER_ITERATIONS,
     settings: Settings = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> TargetSpec:
     """SNR at K = 50 over a batch of 64, REG vs DReG, split-1 depth-2 runs."""
@@ -459,7 +283,7 @@ def figure_8(
             iterations=iterations,
             **dict(settings or {}),
         )
-        _snr_jobs(spec, config, [K], batch_size, 1, aggregates, gradient_samples)
+        _snr_jobs(spec, config, [K], batch_size, 1, aggregates, num_estimates)
     return spec
 
 
@@ -473,7 +297,7 @@ def figure_9(
     depth: int = FIGURE_9_DEPTH,
     train_K: int = FIGURE_9_TRAIN_K,
     settings: Settings = None,
-    gradient_samples: int = GRADIENT_SAMPLES,
+    num_estimates: int = GRADIENT_SAMPLES,
     aggregates: bool = True,
 ) -> TargetSpec:
     """Appendix SNR vs batch size: REG's SNR vs K for batch sizes 1-512, power, depth 3, K = 30
@@ -489,7 +313,7 @@ def figure_9(
         **dict(settings or {}),
     )
     for bs in batch_sizes:
-        _snr_jobs(spec, config, ks, bs, num_datapoints, aggregates, gradient_samples, ("reg",))
+        _snr_jobs(spec, config, ks, bs, num_datapoints, aggregates, num_estimates, ("reg",))
     return spec
 
 

@@ -120,9 +120,9 @@ def _sample_task(job: SampleJob) -> Task:
     form = "agg" if job.aggregates else "raw"
     key = (
         f"sample/{job.config.run_name}/{job.estimator}_bs{job.batch_size}_{form}"
-        f"_n{job.num_samples}"
+        f"_n{job.num_estimates}"
     )
-    cost = STARTUP_SECONDS + SECONDS_PER_ESTIMATE_K * job.num_samples * sum(job.ks) * (
+    cost = STARTUP_SECONDS + SECONDS_PER_ESTIMATE_K * job.num_estimates * sum(job.ks) * (
         len(job.datapoints()) * job.batch_size**0.5
     ) * _depth(job.config)
     return Task(
@@ -138,7 +138,7 @@ def _sample_task(job: SampleJob) -> Task:
 def _evaluate_task(spec: TargetSpec, job: EvalJob) -> Task:
     points = 1000  # test points of a typical UCI split (the cost estimate's scale)
     runs = len(spec.runs)
-    cost = STARTUP_SECONDS + runs * job.num_samples * job.repeats * points * (
+    cost = STARTUP_SECONDS + runs * job.num_predictive_samples * job.repeats * points * (
         SECONDS_PER_TEST_SAMPLE_POINT
     )
     return Task(

@@ -1,0 +1,207 @@
+"""The jobs a paper target is made of, and the spec that collects them: SampleJob (one
+experiments/sample_gradients.py call), EvalJob (one experiments/evaluate.py call) and TargetSpec
+(a target's training runs, sampling jobs and evaluation). The targets themselves are defined in
+dgp_snr.protocol.targets, which also exports these names.
+
+Vocabulary (as in dgp_snr.configs / evaluation / gradients): `num_estimates` (R) is the number
+of gradient estimates per dump, `num_predictive_samples` (S) the number of predictive samples
+per test log-likelihood; the scripts' flag for either is still `--num_samples`.
+"""
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+from dgp_snr.gradient_dumps import dump_path
+from dgp_snr.protocol import (
+    ELBO_REPEATS,
+    GRADIENT_SAMPLES,
+    TEST_REPEATS,
+    TEST_SAMPLES,
+    _target_defaults,
+    run_state,
+    sample_command,
+    train_command,
+)
+from dgp_snr.runs import RunConfig
+
+Splits = Union[int, Sequence[int]]
+
+
+def split_list(splits: Splits) -> List[int]:
+    """A number of splits (0..n-1) or the splits themselves, as a list."""
+    return list(range(splits)) if isinstance(splits, int) else [int(s) for s in splits]
+
+
+@dataclass
+class SampleJob:
+    """One experiments/sample_gradients.py call: dumps of `estimator` at every K of `ks` for a
+    run, batch size 1 (data points 0..num_datapoints-1) or a batch of the first B points."""
+
+    config: RunConfig
+    estimator: str
+    ks: Tuple[int, ...]
+    batch_size: int = 1
+    num_datapoints: int = 1
+    aggregates: bool = True
+    num_estimates: int = GRADIENT_SAMPLES
+
+    def datapoints(self) -> List[Optional[int]]:
+        return list(range(self.num_datapoints)) if self.batch_size == 1 else [None]
+
+    def outputs(self) -> List[Path]:
+        run_dir = self.config.run_dir()
+        return [
+            dump_path(run_dir, self.estimator, self.batch_size, K, dp, self.aggregates)
+            for K in self.ks
+            for dp in self.datapoints()
+        ]
+
+    def missing(self) -> List[Tuple[int, Path]]:
+        """(K, path) of the dumps not on disk (for an aggregate dump, the raw one counts too,
+        as the figures read either)."""
+        run_dir = self.config.run_dir()
+        out = []
+        for K in self.ks:
+            for dp in self.datapoints():
+                forms = [self.aggregates] + ([False] if self.aggregates else [])
+                paths = [
+                    dump_path(run_dir, self.estimator, self.batch_size, K, dp, a) for a in forms
+                ]
+                if dp == 0:  # a dump without data-point suffix also counts for point 0
+                    paths += [dump_path(run_dir, self.estimator, 1, K, None, a) for a in forms]
+                if not any(p.is_file() for p in paths):
+                    out.append((K, paths[0]))
+        return out
+
+    def command(self) -> str:
+        return sample_command(
+            self.config,
+            self.estimator,
+            self.ks,
+            self.batch_size,
+            self.num_datapoints,
+            self.aggregates,
+            self.num_estimates,
+        )
+
+    def merge_key(self) -> tuple:
+        return (
+            self.config.run_name,
+            self.estimator,
+            self.batch_size,
+            self.aggregates,
+            self.num_estimates,
+        )
+
+
+@dataclass
+class EvalJob:
+    """One experiments/evaluate.py call for Table 1 or Figure 4."""
+
+    target: str
+    results_path: str
+    datasets: Tuple[str, ...]
+    splits: int
+    iterations: int
+    num_predictive_samples: int = TEST_SAMPLES
+    repeats: int = TEST_REPEATS
+    elbo_repeats: int = ELBO_REPEATS
+
+    def outputs(self) -> List[Path]:
+        from dgp_snr.evaluation import target_files  # evaluation imports this package
+
+        return list(target_files(self.target, self.results_path).values())
+
+    def short_datasets(self) -> List[str]:
+        """The datasets with fewer than `splits` paired splits in the data files (all of them
+        when a file is missing, unreadable or a preview)."""
+        from dgp_snr.evaluation import figure_data_is_preview, read_figure_data
+
+        short: List[str] = []
+        for path in self.outputs():
+            if not path.is_file() or figure_data_is_preview(path):
+                return list(self.datasets)
+            try:
+                rows = {(r.dataset, r.flag, r.split) for r in read_figure_data(path)}
+            except (ValueError, OSError):
+                return list(self.datasets)
+            for dataset in self.datasets:
+                pairs = sum(
+                    1 for d, f, s in rows if d == dataset and not f and (d, True, s) in rows
+                )
+                if pairs < self.splits and dataset not in short:
+                    short.append(dataset)
+        return short
+
+    def complete(self) -> bool:
+        """Every data file exists, is not a preview and holds `splits` paired splits for every
+        dataset."""
+        return not self.short_datasets()
+
+    def command(self) -> str:
+        """evaluate.py's command line; options at evaluate.py's (the paper's) defaults are left
+        out."""
+        from dgp_snr.protocol import evaluate_command
+
+        cmd = evaluate_command(
+            self.target,
+            self.results_path,
+            self.num_predictive_samples,
+            self.repeats,
+            self.iterations,
+        )
+        default_datasets, default_splits, _ = _target_defaults(self.target)
+        if tuple(self.datasets) != tuple(default_datasets):
+            cmd += f" --datasets {','.join(self.datasets)}"
+        if self.splits != default_splits:
+            cmd += f" --splits {self.splits}"
+        if self.target == "table_1" and self.elbo_repeats != ELBO_REPEATS:
+            cmd += f" --elbo_repeats {self.elbo_repeats}"
+        return cmd
+
+
+@dataclass
+class TargetSpec:
+    """What a target needs: its training runs, sampling jobs and evaluation (then its plot)."""
+
+    name: str
+    runs: List[RunConfig] = field(default_factory=list)
+    samples: List[SampleJob] = field(default_factory=list)
+    evaluation: Optional[EvalJob] = None
+
+    def add_run(self, config: RunConfig) -> RunConfig:
+        if all(c.run_name != config.run_name for c in self.runs):
+            self.runs.append(config)
+        return config
+
+    def pending_commands(self) -> List[str]:
+        """The commands that make the target's missing inputs, in order: runs, dumps, data.
+        SNR targets need a checkpoint of each run (dumps use the latest); evaluation targets
+        need finished runs, unless their data files are already complete."""
+        if self.evaluation is not None:
+            short = self.evaluation.short_datasets()
+            if not short:
+                return []
+            iterations = self.evaluation.iterations
+            train = [
+                c
+                for c in self.runs
+                if c.dataset in short and run_state(c, iterations)[0] != "finished"
+            ]
+            return [train_command(c) for c in train] + [self.evaluation.command()]
+        # Only the Ks with a dump missing (sample_gradients skips existing dumps anyway).
+        pending = [
+            replace(s, ks=tuple(sorted({k for k, _ in s.missing()})))
+            for s in self.samples
+            if s.missing()
+        ]
+        needed = {s.config.run_name for s in pending}
+        if not self.samples:  # figure 5 reads the checkpoints themselves
+            needed = {c.run_name for c in self.runs}
+        train = [
+            c
+            for c in self.runs
+            if c.run_name in needed and run_state(c, c.training.iterations)[0] == "missing"
+        ]
+        return [train_command(c) for c in train] + [s.command() for s in pending]

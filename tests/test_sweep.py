@@ -172,6 +172,60 @@ def test_tasks_spread_over_all_workers_and_wait_for_their_dependencies(tmp_path)
     assert runs["after"][1] >= max(runs["t0"][2], runs["t4"][2])
 
 
+def test_a_stop_request_lets_running_commands_save_and_starts_nothing_new(tmp_path):
+    """Ctrl-C's path: the running commands get SIGTERM (not the worker's SIGKILL) and time to
+    save, are not retried, and nothing else starts; every unfinished task says interrupted."""
+    saved = tmp_path / "saved"
+    code = (
+        "import signal, sys, time, pathlib\n"
+        "def save(signum, frame):\n"
+        f"    pathlib.Path({str(saved)!r}).write_text(str(signum)); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "print('running', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    tasks = [Task("slow", "train", ["-c", code], lambda: "to run")]
+    tasks.append(Task("after", "train", ["-c", "pass"], lambda: "to run", deps=["slow"]))
+    stop = threading.Event()
+    log = tmp_path / "train" / tasks[0].log_name()
+    threading.Thread(
+        target=lambda: (
+            _wait_for(lambda: log.is_file() and "running" in log.read_text()),
+            stop.set(),
+        ),
+        daemon=True,
+    ).start()
+    start = time.monotonic()
+    with engine.local_cluster(engine.Resources(workers=2, cores=2)) as cluster:
+        with Client(cluster) as client:
+            summary = engine.run_tasks(
+                client,
+                tasks,
+                {t.key: "to run" for t in tasks},
+                tmp_path,
+                retries=2,
+                progress=False,
+                poll_s=0.2,
+                stop=stop,
+                grace_s=30,
+            )
+    assert time.monotonic() - start < 50  # the 60 s command did not run to its end
+    assert saved.read_text() == str(int(signal.SIGTERM))
+    assert [(o.task.key, o.status) for o in summary.outcomes] == [
+        ("slow", "interrupted"),
+        ("after", "interrupted"),
+    ]
+    assert "interrupted 2" in summary.table()
+    assert log.read_text().count("#### ") == 2  # one start and its exit line: no retry
+    assert not (tmp_path / "train" / tasks[1].log_name()).exists()
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke profile of every target on a LocalCluster with 2 workers, recording the

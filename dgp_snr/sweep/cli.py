@@ -11,7 +11,10 @@ failed (or could not run), 2 for a usage error.
 """
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -144,6 +147,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
         else:
             cluster = engine.local_cluster(resources)
         client = Client(cluster)
+    stop = _stop_on_signals()
     try:
         if "dashboard" in client.scheduler_info().get("services", {}):
             print(f"sweep: Dask dashboard at {client.dashboard_link}")
@@ -158,6 +162,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
             retries=args.retries,
             gpu_from_worker_name=bool(args.gpus and not args.cluster and not args.scheduler),
             progress=not args.no_progress,
+            stop=stop,
         )
     finally:
         client.close()
@@ -165,7 +170,27 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
             cluster.close()
     print("sweep: summary")
     print(summary.table(), flush=True)
+    if summary.interrupted:
+        print("sweep: interrupted; the same command resumes from the saved checkpoints")
+        return 130
     return 1 if summary.failed else 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """The first Ctrl-C (or SIGTERM) asks the sweep to stop cleanly (running trainings save a
+    checkpoint); a second Ctrl-C stops at once."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        msg = "\nsweep: stopping: running commands save their checkpoints (Ctrl-C again: now)\n"
+        os.write(sys.stderr.fileno(), msg.encode())
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
+    return stop
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 a batch-scheduler cluster from dask-jobqueue; dependencies, retries, progress and the summary."""
 
 import os
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 import dask
+import psutil
 from distributed import Client, LocalCluster, wait
 from tqdm.auto import tqdm
 
@@ -104,7 +107,7 @@ def jobqueue_cluster(kind: str, resources: Resources):
 @dataclass
 class Outcome:
     task: Task
-    status: str  # done, skipped, failed, not run
+    status: str  # done, skipped, failed, not run, interrupted
     detail: str = ""
 
 
@@ -116,6 +119,10 @@ class Summary:
         return sum(1 for o in self.outcomes if o.status == status)
 
     @property
+    def interrupted(self) -> bool:
+        return any(o.status == "interrupted" for o in self.outcomes)
+
+    @property
     def failed(self) -> bool:
         return any(o.status in ("failed", "not run") for o in self.outcomes)
 
@@ -124,6 +131,8 @@ class Summary:
             f"{'done':>8} {self.count('done')}   {'skipped':>8} {self.count('skipped')}   "
             f"{'failed':>8} {self.count('failed')}   {'not run':>8} {self.count('not run')}"
         ]
+        if self.interrupted:
+            lines[0] += f"   {'interrupted':>8} {self.count('interrupted')}"
         for o in self.outcomes:
             if o.status in ("failed", "not run"):
                 lines.append(f"  {o.status.upper():8} {o.task.key}: {o.detail}")
@@ -139,6 +148,48 @@ def task_environment(threads: int = 1) -> Dict[str, str]:
         "OMP_NUM_THREADS": str(threads),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
+
+
+def _commands_of(tasks: Sequence[Task]) -> List[psutil.Process]:
+    """This machine's processes (below this one) running the commands of `tasks`."""
+    argvs = [list(t.argv) for t in tasks]
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.cmdline()[1:] in argvs:
+                out.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def _interrupt(
+    client: Client,
+    futures: List[object],
+    running: Dict[str, Tuple[Task, str]],
+    pending: List[Task],
+    summary: Summary,
+    grace_s: float,
+) -> None:
+    """Cancels the running tasks (first, so that no retry starts), sends their commands SIGTERM
+    and waits up to `grace_s` for them; records every unfinished task as interrupted."""
+    started = [running[f.key][0] for f in futures]
+    client.cancel(futures)
+    procs = _commands_of(started)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:  # past the grace period: the checkpoint before is what remains
+        proc.kill()
+    for task in started:
+        summary.outcomes.append(Outcome(task, "interrupted", "stopped; rerun to resume"))
+    for task in pending:
+        summary.outcomes.append(Outcome(task, "interrupted", "not started"))
+    futures.clear()
+    pending.clear()
 
 
 def _slots(client: Client) -> int:
@@ -157,13 +208,20 @@ def run_tasks(
     out: TextIO = sys.stderr,
     progress: bool = True,
     poll_s: float = 2.0,
+    stop: Optional[threading.Event] = None,
+    grace_s: float = 120.0,
 ) -> Summary:
     """Runs the tasks not done, each once the tasks it depends on are done, retrying failures
     `retries` times; the others run on when one fails. Returns the summary.
 
     A task is submitted only when a worker thread is free: given a whole graph at once, Dask
     placed every task of unknown duration on one worker and left the others idle (seen with
-    a 2-worker LocalCluster). `poll_s` is how often workers that join later are noticed."""
+    a 2-worker LocalCluster). `poll_s` is how often workers that join later are noticed.
+
+    When `stop` is set (sweep.py sets it on Ctrl-C / SIGTERM), nothing new starts, the running
+    tasks are cancelled without retries, and their commands on this machine get SIGTERM (a
+    training saves its checkpoint) and `grace_s` seconds to exit; all unfinished tasks are then
+    reported "interrupted", and a rerun resumes them."""
     env = task_environment(threads)
     root = str(repository_root())
     token = uuid.uuid4().hex[:8]
@@ -188,6 +246,10 @@ def run_tasks(
         return None
 
     while pending or futures:
+        if stop is not None and stop.is_set():
+            _interrupt(client, futures, running, pending, summary, grace_s)
+            bar.update(len(pending) + len(futures))
+            break
         # tasks whose dependencies failed are not run; the others start as threads free up
         for task in list(pending):
             failed_dep = blocker(task)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args
 from dgp_snr.protocol.targets import TARGETS
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
         else:
             cluster = engine.local_cluster(resources)
         client = Client(cluster)
-    stop = _stop_on_signals()
+    stop, restore_signals = _stop_on_signals()
     try:
         if "dashboard" in client.scheduler_info().get("services", {}):
             print(f"sweep: Dask dashboard at {client.dashboard_link}")
@@ -165,6 +165,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
             stop=stop,
         )
     finally:
+        restore_signals()
         client.close()
         if cluster is not None:
             cluster.close()
@@ -176,10 +177,14 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
     return 1 if summary.failed else 0
 
 
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals() -> Tuple[threading.Event, Callable[[], None]]:
     """The first Ctrl-C (or SIGTERM) asks the sweep to stop cleanly (running trainings save a
-    checkpoint); a second Ctrl-C stops at once."""
+    checkpoint); a second Ctrl-C stops at once. Returns the stop event and a function that
+    restores the previous handlers. Outside the main thread (sweep.main called from a thread)
+    no handler can be set: the event is never set by a signal."""
     stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return stop, lambda: None
 
     def handle(signum: int, frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -188,10 +193,10 @@ def _stop_on_signals() -> threading.Event:
         msg = "\nsweep: stopping: running commands save their checkpoints (Ctrl-C again: now)\n"
         os.write(sys.stderr.fileno(), msg.encode())
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handle)
-    return stop
+    old = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
 
+    def restore() -> None:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
 
-if __name__ == "__main__":
-    sys.exit(main())
+    return stop, restore

@@ -91,7 +91,7 @@ def _snr_summary_rows(
     for K in sorted(found):
         values, _, num_estimates = _snr_over_datapoints(found[K])
         rows.append(
-            (config.dataset, depth, config.num_IW_samples, estimator, batch_size, K)
+            (config.dataset, depth, config.model.num_importance_samples, estimator, batch_size, K)
             + (ALL_WEIGHTS, float(np.mean(values)), len(values), len(found[K]), num_estimates)
         )
     return rows

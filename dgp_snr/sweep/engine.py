@@ -248,7 +248,6 @@ def run_tasks(
     while pending or futures:
         if stop is not None and stop.is_set():
             _interrupt(client, futures, running, pending, summary, grace_s)
-            bar.update(len(pending) + len(futures))
             break
         # tasks whose dependencies failed are not run; the others start as threads free up
         for task in list(pending):

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from dgp_snr.models import DeepGP, Propagation
+from dgp_snr.precision import input_gradients_only
 
 Gradients = List[tf.Tensor]
 
@@ -184,7 +185,8 @@ class EncoderGradientSampler:
                 chunk_noise = [
                     None if n is None else n[start * B : (start + R) * B] for n in noise
                 ]
-            upstream = _compiled_upstream(self.model, self.X, self.Y, estimator, chunk_noise)
+            with input_gradients_only():  # only ∂/∂(encoder outputs) is taken
+                upstream = _compiled_upstream(self.model, self.X, self.Y, estimator, chunk_noise)
             pieces.append(self._gradients(upstream, jacobians, R))
         stacked = [np.concatenate(p, 0) for p in zip(*pieces)]
         return dict(zip(self.names, stacked))

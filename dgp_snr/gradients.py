@@ -109,8 +109,27 @@ def _replica_upstream(
     return [tf.concat([gm, gs], -1) for gm, gs in zip(grads[:L], grads[L:])]
 
 
+def _replica_estimates(
+    model: DeepGP,
+    X: tf.Tensor,
+    Y: tf.Tensor,
+    estimator: str,
+    noise: Sequence[Optional[tf.Tensor]],
+    jacobians: List[List[tf.Tensor]],
+) -> List[tf.Tensor]:
+    """The R replicas' encoder-gradient estimates [R, *phi.shape], one per encoder variable:
+    g_r = Σ_b J_bᵀ u_rb, with u from _replica_upstream and J from _encoder_jacobians."""
+    B = tf.shape(X)[0]
+    R = tf.shape(noise[0])[0] // B
+    out = []
+    for u, layer_jacobians in zip(_replica_upstream(model, X, Y, estimator, noise), jacobians):
+        u = tf.reshape(u, [R, B, -1])
+        out.extend(tf.tensordot(u, J, [[1, 2], [0, 1]]) for J in layer_jacobians)
+    return out
+
+
 # Module-level so every sampler (one per data point, say) shares the traces.
-_compiled_upstream = tf.function(_replica_upstream, reduce_retracing=True)
+_compiled_estimates = tf.function(_replica_estimates, reduce_retracing=True)
 _compiled_jacobians = tf.function(_encoder_jacobians, reduce_retracing=True)
 
 
@@ -143,17 +162,6 @@ class EncoderGradientSampler:
         rows = int(self.X.shape[0]) * num_importance_samples
         return max(1, self.max_rows // rows)
 
-    def _gradients(
-        self, upstream: List[tf.Tensor], jacobians: List[List[tf.Tensor]], R: int
-    ) -> List[np.ndarray]:
-        out = []
-        B = int(self.X.shape[0])
-        for u, layer_jacobians in zip(upstream, jacobians):
-            u = tf.reshape(u, [R, B, -1])
-            for J in layer_jacobians:
-                out.append(tf.tensordot(u, J, [[1, 2], [0, 1]]).numpy())  # [R, *phi.shape]
-        return out
-
     def sample(
         self,
         num_importance_samples: int,
@@ -175,6 +183,16 @@ class EncoderGradientSampler:
         chunk = chunk_size or self.chunk_size(K)
         # At the encoder's current weights, so a sampler stays right while a model trains.
         jacobians = _compiled_jacobians(self.model, self.X, self.Y)
+        with input_gradients_only():
+            # one trace for any R and K (else one for the first shape and one relaxed; each
+            # trace costs about a second, a fifth of Figure 1's data); a no-op once traced
+            noise_specs = [
+                tf.TensorSpec([None, None, layer.noise_width], tf.float64)
+                for layer in self.model.layers[:-1]
+            ]
+            _compiled_estimates.get_concrete_function(
+                self.model, self.X, self.Y, estimator, noise_specs + [None], jacobians
+            )
         pieces: List[List[np.ndarray]] = []
         starts = range(0, num_estimates, chunk)
         for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={K}"):
@@ -186,8 +204,10 @@ class EncoderGradientSampler:
                     None if n is None else n[start * B : (start + R) * B] for n in noise
                 ]
             with input_gradients_only():  # only ∂/∂(encoder outputs) is taken
-                upstream = _compiled_upstream(self.model, self.X, self.Y, estimator, chunk_noise)
-            pieces.append(self._gradients(upstream, jacobians, R))
+                estimates = _compiled_estimates(
+                    self.model, self.X, self.Y, estimator, chunk_noise, jacobians
+                )
+            pieces.append([g.numpy() for g in estimates])
         stacked = [np.concatenate(p, 0) for p in zip(*pieces)]
         return dict(zip(self.names, stacked))
 

@@ -2,6 +2,7 @@
 train, interrupt (SIGINT, SIGTERM, SIGKILL), resume, sample gradients (raw and aggregated), the
 two experiment scripts, and the errors bad inputs get."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -279,6 +280,26 @@ def train_args(results: Path, iterations: int) -> list:
     settings = {**TINY, "iterations": iterations, "results_path": str(results)}
     settings.update(log_snr_freq=0, log_test_freq=0, log_main_freq=10)
     return ["with", *(f"{k}={v}" for k, v in settings.items())]
+
+
+def test_precision_errors_benchmark_on_a_trained_run(straight):
+    """benchmarks/precision_errors.py on a trained run folder: each mixed-precision sampler
+    estimate is within the 4 u κ(Lm) of tests/test_precision.py, and no training-gradient entry
+    is off by more than a hundredth of its own Monte Carlo standard deviation (which changes
+    that entry's variance by 1e-4 relative: invisible to stochastic optimisation)."""
+    path = ROOT / "benchmarks" / "precision_errors.py"
+    spec = importlib.util.spec_from_file_location("precision_errors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config, _ = straight
+    out = module.compare(str(config.run_dir()))
+    (conditioning,) = out["conditioning"].values()
+    kappa = np.sqrt(conditioning["cond_Kmm"])
+    assert set(out["sampler_relative_error"]) == {
+        f"{e}_K{k}" for e in ("reg", "dreg") for k in (1, 10, 100)
+    }
+    assert 0 < out["max_sampler_relative_error"] <= 4.0 * 2.0**-24 * kappa
+    assert 0 <= out["max_training_err_over_noise_sd"] <= 1e-2
 
 
 def test_train_script_survives_sigkill_and_resumes(tmp_path):

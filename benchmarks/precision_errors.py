@@ -41,14 +41,9 @@ def _restore(run_dir: str, precision: str):
     return model, data
 
 
-def _non_encoder_variables(model) -> List[tf.Variable]:
-    encoder = {id(v) for v in model.encoder_variables}
-    return [v for v in model.trainable_variables if id(v) not in encoder]
-
-
 def _gradients(model, X, Y, noise) -> List[np.ndarray]:
     """DReG gradients of every non-encoder, then every encoder variable."""
-    variables = _non_encoder_variables(model)
+    variables = model.non_encoder_variables
     _, grads, enc = bound_and_gradients(model, X, Y, "dreg", variables, noise=noise)
     return [g.numpy() for g in grads + enc]
 
@@ -57,7 +52,7 @@ def compare(run_dir: str) -> Dict[str, object]:
     m64, data = _restore(run_dir, "float64")
     mixed, _ = _restore(run_dir, "mixed")
     names = {id(p.unconstrained_variable): k.lstrip(".") for k, p in parameter_dict(m64).items()}
-    variables = _non_encoder_variables(m64) + list(m64.encoder_variables)
+    variables = m64.non_encoder_variables + m64.encoder_variables
     names = [names.get(id(v), v.name) for v in variables]
     X, Y = tf.constant(data.X_train[:BATCH]), tf.constant(data.Y_train[:BATCH])
     noise = m64.draw_noise(BATCH, K, tf.random.Generator.from_seed(3))

@@ -183,31 +183,30 @@ class EncoderGradientSampler:
         chunk = chunk_size or self.chunk_size(K)
         # At the encoder's current weights, so a sampler stays right while a model trains.
         jacobians = _compiled_jacobians(self.model, self.X, self.Y)
-        with input_gradients_only():
-            # one trace for any R and K (else one for the first shape and one relaxed; each
-            # trace costs about a second, a fifth of Figure 1's data); a no-op once traced
-            noise_specs = [
-                tf.TensorSpec([None, None, layer.noise_width], tf.float64)
-                for layer in self.model.layers[:-1]
-            ]
+        # One trace for any R and K (else one for the first shape and one relaxed; each costs
+        # about a second, a fifth of Figure 1's data); a no-op once traced.
+        noise_specs = [
+            tf.TensorSpec([None, None, layer.noise_width], tf.float64)
+            for layer in self.model.layers[:-1]
+        ]
+        pieces: List[List[np.ndarray]] = []
+        starts = range(0, num_estimates, chunk)
+        with input_gradients_only():  # only ∂/∂(encoder outputs) is taken
             _compiled_estimates.get_concrete_function(
                 self.model, self.X, self.Y, estimator, noise_specs + [None], jacobians
             )
-        pieces: List[List[np.ndarray]] = []
-        starts = range(0, num_estimates, chunk)
-        for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={K}"):
-            R = min(chunk, num_estimates - start)
-            if noise is None:
-                chunk_noise = self.model.draw_noise(R * B, K, rng)
-            else:
-                chunk_noise = [
-                    None if n is None else n[start * B : (start + R) * B] for n in noise
-                ]
-            with input_gradients_only():  # only ∂/∂(encoder outputs) is taken
+            for start in tqdm(starts, disable=not progress, desc=f"{estimator} K={K}"):
+                R = min(chunk, num_estimates - start)
+                if noise is None:
+                    chunk_noise = self.model.draw_noise(R * B, K, rng)
+                else:
+                    chunk_noise = [
+                        None if n is None else n[start * B : (start + R) * B] for n in noise
+                    ]
                 estimates = _compiled_estimates(
                     self.model, self.X, self.Y, estimator, chunk_noise, jacobians
                 )
-            pieces.append([g.numpy() for g in estimates])
+                pieces.append([g.numpy() for g in estimates])
         stacked = [np.concatenate(p, 0) for p in zip(*pieces)]
         return dict(zip(self.names, stacked))
 

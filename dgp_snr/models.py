@@ -94,6 +94,12 @@ class DeepGP(gpflow.base.Module):
         return [v for layer in self.latent_layers for v in layer.encoder.trainable_variables]
 
     @property
+    def non_encoder_variables(self) -> List[tf.Variable]:
+        """The trainable variables other than the encoders' (GP layers, likelihood)."""
+        encoder_ids = {id(v) for v in self.encoder_variables}
+        return [v for v in self.trainable_variables if id(v) not in encoder_ids]
+
+    @property
     def latent_positions(self) -> List[int]:
         """Indices of the latent-variable layers in self.layers."""
         return [i for i, layer in enumerate(self.layers) if isinstance(layer, LatentVariableLayer)]

@@ -138,10 +138,7 @@ class Trainer(tf.Module):
             gpflow.set_trainable(p, False)  # natural gradients move them, not Adam
         self.gamma = tf.Variable(config.gamma, dtype=tf.float64, trainable=False)
         self.natgrad = NaturalGradient(gamma=self.gamma)
-        encoder_ids = {id(v) for v in model.encoder_variables}
-        self.other_variables: List[tf.Variable] = [
-            v for v in model.trainable_variables if id(v) not in encoder_ids
-        ]
+        self.other_variables: List[tf.Variable] = model.non_encoder_variables
         # Create the optimisers' slots now so the step traces once, not twice.
         self.optimizer.build(self.other_variables)
         self.encoder_optimizer.build(model.encoder_variables)

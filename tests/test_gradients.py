@@ -25,11 +25,6 @@ def setup():
     return X, Y, model
 
 
-def _non_encoder_variables(model):
-    encoder_ids = {id(v) for v in model.encoder_variables}
-    return [v for v in model.trainable_variables if id(v) not in encoder_ids]
-
-
 def _tape_gradients(model, X, Y, estimator, noise, variables):
     """Plain autodiff: the bound's gradient in `variables`, the surrogate's in the encoder."""
     with tf.GradientTape(persistent=True) as tape:
@@ -59,7 +54,7 @@ def _tape_gradients(model, X, Y, estimator, noise, variables):
 def test_single_pass_gradients_equal_autodiff_of_the_surrogates(setup, mode, estimator):
     X, Y, model = setup
     Xb, Yb = tf.constant(X[:B]), tf.constant(Y[:B])
-    variables = _non_encoder_variables(model)
+    variables = model.non_encoder_variables
     model.mode = mode
     try:
         noise = model.draw_noise(B, K)
@@ -78,7 +73,7 @@ def test_single_pass_gradients_equal_autodiff_of_the_surrogates(setup, mode, est
 def test_non_encoder_gradients_do_not_depend_on_the_estimator(setup, mode):
     X, Y, model = setup
     Xb, Yb = tf.constant(X[:B]), tf.constant(Y[:B])
-    variables = _non_encoder_variables(model)
+    variables = model.non_encoder_variables
     model.mode = mode
     try:
         noise = model.draw_noise(B, K)

@@ -10,6 +10,7 @@ from check_shapes import check_shapes
 
 from dgp_snr.estimators import Estimator, check_compatible, iwae_bound
 from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer, Layer
+from dgp_snr.seeds import Stream, generator
 
 MODES = ("VI", "IWAE", "CIWAE")
 
@@ -69,9 +70,11 @@ class DeepGP(gpflow.base.Module):
         self.mode = mode
         self.num_importance_samples = num_importance_samples
         self.beta = beta
-        self.rng = tf.random.Generator.from_seed(
-            np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed
-        )
+        # A keyed named stream: `from_seed` would replay the minibatch order's (or another
+        # seed's) draws shifted by a block; see dgp_snr.seeds.
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])  # fresh entropy
+        self.rng = generator(seed, Stream.MODEL_NOISE)
 
     # ----------------------------------------------------------------------------- structure
     @property

@@ -9,6 +9,7 @@ results.json.
 import json
 import os
 import re
+import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,10 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 RESULTS_FILE = "results.json"
 _CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+#: Where checkpoints at KEPT_STEPS stay after the rolling window (max_to_keep) moves past them.
+KEPT_DIR = "kept"
+#: The steps at which the paper-length learning curves are read (beyond the rolling window).
+KEPT_STEPS = (25_000, 50_000, 100_000, 200_000)
 
 
 def build_run(config: RunConfig) -> Tuple[DeepGP, Trainer, RegressionData]:
@@ -84,10 +89,13 @@ def load_config(run_dir: os.PathLike) -> RunConfig:
         raise ValueError(f"corrupt {path}: {err}") from err
 
 
-def checkpoint_steps(run_dir: os.PathLike) -> List[int]:
-    """Steps of the ckpt-<step>.index files in <run_dir>/checkpoints, ascending. Read from the
-    files themselves, not the `checkpoint` state file, which may be lost or damaged."""
+def checkpoint_steps(run_dir: os.PathLike, kept: bool = False) -> List[int]:
+    """Steps of the ckpt-<step>.index files in <run_dir>/checkpoints (`kept`: in
+    <run_dir>/checkpoints/kept), ascending. Read from the files themselves, not the `checkpoint`
+    state file, which may be lost or damaged."""
     directory = Path(run_dir) / CHECKPOINT_DIR
+    if kept:
+        directory = directory / KEPT_DIR
     if not directory.is_dir():
         return []
     steps = []
@@ -146,14 +154,25 @@ class RunCheckpoints:
     file that names the latest one. The checkpoints are found from their ckpt-<step> files, so
     a lost or damaged state file never hides them, and a damaged checkpoint is passed over
     (with a warning) for the newest readable one.
+
+    The manager keeps the newest `max_to_keep`; a checkpoint at one of `keep_steps` is also
+    linked into checkpoints/kept/ when written, where `restore(step)` finds it later. Resuming
+    always starts from the rolling window.
     """
 
-    def __init__(self, trainer: Trainer, run_dir: os.PathLike, max_to_keep: Optional[int] = 3):
+    def __init__(
+        self,
+        trainer: Trainer,
+        run_dir: os.PathLike,
+        max_to_keep: Optional[int] = 3,
+        keep_steps: Tuple[int, ...] = KEPT_STEPS,
+    ):
         self.trainer = trainer
         self.run_dir = Path(run_dir)
         self.checkpoint = tf.train.Checkpoint(trainer=trainer)
         self.directory = self.run_dir / CHECKPOINT_DIR
         self.max_to_keep = max_to_keep
+        self.keep_steps = frozenset(keep_steps)
         self._manager: Optional[tf.train.CheckpointManager] = None
         self.restored: Optional[int] = None
 
@@ -161,7 +180,12 @@ class RunCheckpoints:
         return checkpoint_steps(self.run_dir)
 
     def prefix(self, step: int) -> str:
-        return str(self.directory / f"ckpt-{step}")
+        """The checkpoint at `step`: in the rolling window if there, else the kept one."""
+        prefix = self.directory / f"ckpt-{step}"
+        kept = self.directory / KEPT_DIR / prefix.name
+        if not Path(f"{prefix}.index").is_file() and Path(f"{kept}.index").is_file():
+            return str(kept)
+        return str(prefix)
 
     def _manager_for_saving(self) -> tf.train.CheckpointManager:
         """The manager, created after the state file has been rewritten from the files (the
@@ -178,7 +202,26 @@ class RunCheckpoints:
         return self._manager
 
     def save(self) -> str:
-        return self._manager_for_saving().save(checkpoint_number=int(self.trainer.step.numpy()))
+        step = int(self.trainer.step.numpy())
+        prefix = self._manager_for_saving().save(checkpoint_number=step)
+        if step in self.keep_steps:
+            self._keep(Path(prefix))
+        return prefix
+
+    def _keep(self, prefix: Path) -> None:
+        """Links (or copies) the checkpoint's files into kept/; the index last, as the manager
+        writes them, so a kept index always has its data."""
+        kept = self.directory / KEPT_DIR
+        kept.mkdir(exist_ok=True)
+        for suffix in (".data-00000-of-00001", ".index"):
+            source, target = Path(f"{prefix}{suffix}"), kept / f"{prefix.name}{suffix}"
+            partial = target.with_name(target.name + ".partial")
+            partial.unlink(missing_ok=True)
+            try:
+                os.link(source, partial)
+            except OSError:
+                shutil.copyfile(source, partial)
+            os.replace(partial, target)
 
     def _restore_prefix(self, step: int) -> None:
         prefix = self.prefix(step)
@@ -198,9 +241,11 @@ class RunCheckpoints:
         when the one asked for (or, by default, every one) is damaged."""
         available = self.steps()
         if step is not None:
-            if step not in available:
+            kept = checkpoint_steps(self.run_dir, kept=True)
+            if step not in available and step not in kept:
                 raise FileNotFoundError(
-                    f"no checkpoint at step {step} in {self.directory}; available: {available}"
+                    f"no checkpoint at step {step} in {self.directory}; available: "
+                    f"{sorted(set(available + kept))}"
                 )
             self._restore_prefix(step)
             self.restored = int(self.trainer.step.numpy())

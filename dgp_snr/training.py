@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from dgp_snr.estimators import Estimator
 from dgp_snr.gradients import bound_and_gradients
 from dgp_snr.models import DeepGP
+from dgp_snr.seeds import Stream, generator
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -73,11 +74,11 @@ def _make_optimizer(name: str, lr: float, decay: float, decay_steps: int):
 class _Minibatches(tf.Module):
     """Epoch-wise shuffled minibatches drawn in-graph (state is checkpointed)."""
 
-    def __init__(self, num_data: int, batch_size: Optional[int], seed: int):
+    def __init__(self, num_data: int, batch_size: Optional[int], rng: tf.random.Generator):
         super().__init__()
         self.num_data = num_data
         self.batch_size = num_data if batch_size is None else min(batch_size, num_data)
-        self.rng = tf.random.Generator.from_seed(seed)
+        self.rng = rng
         self.perm = tf.Variable(tf.range(num_data, dtype=tf.int64), trainable=False)
         self.cursor = tf.Variable(np.int64(num_data), trainable=False)  # shuffle on first use
 
@@ -95,8 +96,8 @@ class _Minibatches(tf.Module):
 
 class Trainer(tf.Module):
     """Holds the model, the data, the optimisers and the step counter; `train_step` is one
-    compiled iteration and `fit` runs many with a progress bar. `seed` seeds the minibatch
-    order (the run's seed)."""
+    compiled iteration and `fit` runs many with a progress bar. `seed` (the run's seed) keys
+    the minibatch order's named streams, independent of the model's noise."""
 
     def __init__(
         self,
@@ -115,11 +116,15 @@ class Trainer(tf.Module):
         self.Y = tf.constant(np.asarray(Y, dtype=np.float64))
         N = int(self.X.shape[0])
         self.step = tf.Variable(np.int64(0), trainable=False)
-        self.batches = _Minibatches(N, config.minibatch_size, seed)
+        self.batches = _Minibatches(
+            N, config.minibatch_size, generator(seed, Stream.MINIBATCHES, 0)
+        )
         self.encoder_batches = (
             None
             if config.encoder_minibatch_size in (None, config.minibatch_size)
-            else _Minibatches(N, config.encoder_minibatch_size, seed + 1)
+            else _Minibatches(
+                N, config.encoder_minibatch_size, generator(seed, Stream.MINIBATCHES, 1)
+            )
         )
         self.optimizer = _make_optimizer(
             config.optimizer, config.lr, config.lr_decay, config.decay_steps

@@ -9,6 +9,7 @@ from helpers import assert_rel_close, latent_model, toy_data
 from scipy.special import softmax
 
 from dgp_snr.gradients import EncoderGradientSampler, bound_and_gradients, snr
+from dgp_snr.seeds import Stream, generator
 from dgp_snr.training import Trainer, TrainingConfig
 
 B, K = 5, 4
@@ -228,7 +229,7 @@ def test_dreg_encoder_gradients_are_unbiased(setup):
     sampler = EncoderGradientSampler(model, X[:4], Y[:4])
     S, Ks = 4000, 5
     draws = {
-        est: sampler.sample(Ks, S, est, rng=tf.random.Generator.from_seed(seed))
+        est: sampler.sample(Ks, S, est, rng=generator(seed, Stream.GRADIENTS))
         for seed, est in enumerate(("reg", "dreg", "stl"))
     }
 
@@ -268,7 +269,7 @@ def test_snr_falls_with_k_for_reg_and_rises_for_dreg(trained):
         sampler = EncoderGradientSampler(model, X[i : i + 1], Y[i : i + 1])
         for estimator in ("reg", "dreg"):
             for Ks in (1, 100):
-                rng = tf.random.Generator.from_seed(1000 * i + Ks)
+                rng = generator(i, Stream.GRADIENTS, Ks)
                 samples = sampler.sample(Ks, 1000, estimator, rng=rng)
                 value = np.mean(np.concatenate([snr(s).ravel() for s in samples.values()]))
                 mean_snr.setdefault((estimator, Ks), []).append(value)

@@ -2,9 +2,18 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from dgp_snr.runs import RunConfig, load_config
+from dgp_snr.runs import (
+    RunCheckpoints,
+    RunConfig,
+    build_run,
+    checkpoint_steps,
+    load_config,
+    load_run,
+    save_config,
+)
 
 BASE = dict(dataset="winered", configuration="L1_G5", num_IW_samples=50, minibatch_size=64)
 
@@ -33,3 +42,29 @@ def test_folders_from_before_mixing_init_load_as_pca(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**values, "mixing_init": "reference"}))
     assert load_config(tmp_path).model.mixing_init == "reference"
     assert RunConfig().model.mixing_init == "reference"
+
+
+def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
+    config = RunConfig.from_flat(
+        dataset="demo_normalized", configuration="L1", M=8, minibatch_size=16,
+        results_path=str(tmp_path),
+    )  # fmt: skip
+    _, trainer, _ = build_run(config)
+    run_dir = config.run_dir()
+    save_config(config, run_dir)
+    checkpoints = RunCheckpoints(trainer, run_dir, max_to_keep=2, keep_steps=(2,))
+    at_step_2 = None
+    for step in range(1, 6):
+        trainer.train_step()
+        checkpoints.save()
+        if step == 2:
+            at_step_2 = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    assert checkpoint_steps(run_dir) == [4, 5]
+    assert checkpoint_steps(run_dir, kept=True) == [2]
+    model, trainer2, _, _ = load_run(run_dir, step=2)
+    assert int(trainer2.step.numpy()) == 2
+    for saved, restored in zip(at_step_2, model.trainable_variables):
+        np.testing.assert_array_equal(saved, restored.numpy())
+    assert int(load_run(run_dir)[1].step.numpy()) == 5  # resuming: the rolling window's newest
+    with pytest.raises(FileNotFoundError, match=r"available: \[2, 4, 5\]"):
+        load_run(run_dir, step=3)

@@ -1,0 +1,210 @@
+"""Paper-length runs that outlive a working session: each run's newest checkpoint, its
+config.json, its evaluations and its TensorBoard scalars are committed under
+reproduction/paper_runs/<run>/, and restored from there into a results folder on any machine,
+from which training resumes bit-identically.
+
+The campaign itself (which targets, datasets, splits, precision) is `PAPER_CAMPAIGN`; its
+command is experiments/paper_runs.py (`bash scripts/paper_runs.sh`).
+"""
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
+from dgp_snr.io import atomic_write_text
+from dgp_snr.plotting.curves import read_scalars
+from dgp_snr.runs import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    KEPT_STEPS,
+    RESULTS_FILE,
+    DamagedCheckpointError,
+    check_checkpoint,
+    checkpoint_steps,
+    load_config,
+)
+from dgp_snr.train_run import TENSORBOARD_DIR
+
+#: Where the committed state lives, relative to the repository root.
+COMMITTED_DIR = Path("reproduction") / "paper_runs"
+#: The committed scalars: every scalar tag, at the steps that are multiples of SCALAR_EVERY.
+SCALARS_FILE = "scalars.csv"
+SCALAR_EVERY = 1000
+_DATA_SUFFIX = ".data-00000-of-00001"
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A sweep restricted to some datasets and splits, and the steps its runs are evaluated at
+    (the paper's protocol: S predictive samples x repeats, the train ELBO with elbo_repeats)."""
+
+    targets: Tuple[str, ...]
+    datasets: Tuple[str, ...]
+    splits: Tuple[int, ...]
+    precision: str
+    iterations: int = 300_000
+    eval_steps: Tuple[int, ...] = KEPT_STEPS + (300_000,)
+    num_predictive_samples: int = 10_000
+    repeats: int = 10
+    elbo_repeats: int = 10
+
+    def sweep_argv(self, results_path: os.PathLike) -> List[str]:
+        """experiments/sweep.py's arguments for this campaign (the paper profile)."""
+        return [
+            *self.targets, "--profile", "paper", "--iterations", str(self.iterations),
+            "--datasets", ",".join(self.datasets),
+            "--splits", ",".join(map(str, self.splits)) + ",",
+            "--precision", self.precision, "--results_path", str(results_path),
+        ]  # fmt: skip
+
+
+#: Issue 18: solar split 0, REG and DReG with learned q(w), REG with q(w) fixed to the prior.
+PAPER_CAMPAIGN = Campaign(
+    targets=("table_1", "figure_4"), datasets=("wilson_solar",), splits=(0,), precision="mixed"
+)
+
+
+def newest_readable_step(run_dir: os.PathLike) -> Optional[int]:
+    """The step of the run's newest checkpoint that reads back whole, or None."""
+    for step in reversed(checkpoint_steps(run_dir)):
+        try:
+            check_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR / f"ckpt-{step}"))
+        except DamagedCheckpointError:
+            continue
+        return step
+    return None
+
+
+def _copy(source: Path, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _copy_checkpoint(source_dir: Path, step: int, target_dir: Path) -> None:
+    """The data file first, the index last (an index always has its data)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (_DATA_SUFFIX, ".index"):
+        _copy(source_dir / f"ckpt-{step}{suffix}", target_dir / f"ckpt-{step}{suffix}")
+
+
+def _scalars(run_dir: Path, committed: Path, up_to: int) -> pd.DataFrame:
+    """The committed scalars merged with the run's event files (the events win), every
+    SCALAR_EVERY steps up to the saved step (a resume logs later steps again)."""
+    frames = []
+    if (committed / SCALARS_FILE).is_file():
+        frames.append(pd.read_csv(committed / SCALARS_FILE))
+    events = read_scalars(run_dir / TENSORBOARD_DIR)
+    frames.append(events[events["step"] % SCALAR_EVERY == 0])
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(["tag", "step"], keep="last")
+    df = df[df["step"] <= up_to]
+    return df.sort_values(["tag", "step"], ignore_index=True)
+
+
+def _merged_json(paths: Sequence[Path]) -> Dict:
+    """The union of JSON objects, later files winning."""
+    out: Dict = {}
+    for path in paths:
+        if path.is_file():
+            out.update(json.loads(path.read_text()))
+    return out
+
+
+def save_run(run_dir: os.PathLike, committed_root: os.PathLike = COMMITTED_DIR) -> int:
+    """Copies the run's newest readable checkpoint (the previous one removed), config.json,
+    evaluations, results and scalars to <committed_root>/<run>/; returns the saved step.
+    Raises FileNotFoundError when the run has no readable checkpoint."""
+    run_dir = Path(run_dir)
+    load_config(run_dir)  # a run folder, readable
+    step = newest_readable_step(run_dir)
+    if step is None:
+        raise FileNotFoundError(f"{run_dir} has no readable checkpoint to save")
+    committed = Path(committed_root) / run_dir.name
+    target = committed / CHECKPOINT_DIR
+    _copy_checkpoint(run_dir / CHECKPOINT_DIR, step, target)
+    for old in target.iterdir():
+        if old.name.startswith("ckpt-") and not old.name.startswith(f"ckpt-{step}."):
+            old.unlink()
+    _copy(run_dir / CONFIG_FILE, committed / CONFIG_FILE)
+    evaluations = _merged_json([committed / EVALUATION_FILE, run_dir / EVALUATION_FILE])
+    if evaluations:
+        text = json.dumps(evaluations, indent=2, sort_keys=True, allow_nan=False)
+        atomic_write_text(committed / EVALUATION_FILE, text + "\n")
+    if (run_dir / RESULTS_FILE).is_file():
+        _copy(run_dir / RESULTS_FILE, committed / RESULTS_FILE)
+    scalars = _scalars(run_dir, committed, step)
+    atomic_write_text(committed / SCALARS_FILE, scalars.to_csv(index=False))
+    return step
+
+
+def restore_run(committed: os.PathLike, results_path: os.PathLike) -> str:
+    """Brings the committed run into <results_path>/<run>/ unless that folder already has a
+    checkpoint at least as new; returns what it did, in words. Evaluations are merged (the
+    local ones win). Raises ValueError when the folder holds a run with other settings."""
+    committed = Path(committed)
+    run_dir = Path(results_path) / committed.name
+    steps = checkpoint_steps(committed)
+    if not steps:
+        raise FileNotFoundError(f"{committed} holds no committed checkpoint")
+    step = steps[-1]
+    local_config = run_dir / CONFIG_FILE
+    if local_config.is_file() and load_config(run_dir) != load_config(committed):
+        raise ValueError(
+            f"{run_dir} holds a run with other settings than {committed / CONFIG_FILE}; "
+            "move it away to restore the committed one"
+        )
+    evaluations = _merged_json([committed / EVALUATION_FILE, run_dir / EVALUATION_FILE])
+    if evaluations:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(evaluations, indent=2, sort_keys=True, allow_nan=False)
+        atomic_write_text(run_dir / EVALUATION_FILE, text + "\n")
+    local = newest_readable_step(run_dir) if local_config.is_file() else None
+    if local is not None and local >= step:
+        return f"{run_dir.name}: kept the local checkpoint at step {local} (committed: {step})"
+    _copy_checkpoint(committed / CHECKPOINT_DIR, step, run_dir / CHECKPOINT_DIR)
+    _copy(committed / CONFIG_FILE, local_config)
+    if (committed / RESULTS_FILE).is_file() and not (run_dir / RESULTS_FILE).is_file():
+        _copy(committed / RESULTS_FILE, run_dir / RESULTS_FILE)
+    return f"{run_dir.name}: restored the committed checkpoint at step {step}"
+
+
+def committed_runs(committed_root: os.PathLike = COMMITTED_DIR) -> List[Path]:
+    root = Path(committed_root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def run_folders(results_path: os.PathLike) -> List[Path]:
+    """The run folders (with a config.json) directly under `results_path`."""
+    root = Path(results_path)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def evaluate_steps(
+    run_dir: os.PathLike, campaign: Campaign = PAPER_CAMPAIGN, progress: bool = False
+) -> List[int]:
+    """Evaluates the run at every step of `campaign.eval_steps` it has a checkpoint for
+    (rolling or kept) and that is not yet cached; returns the steps evaluated now."""
+    run_dir = Path(run_dir)
+    available = set(checkpoint_steps(run_dir)) | set(checkpoint_steps(run_dir, kept=True))
+    done = []
+    for step in campaign.eval_steps:
+        if step not in available:
+            continue
+        result = evaluate_run(
+            run_dir, test_ll=True, elbo=True, step=step,
+            num_predictive_samples=campaign.num_predictive_samples, repeats=campaign.repeats,
+            elbo_repeats=campaign.elbo_repeats, progress=progress,
+        )  # fmt: skip
+        if not all(result.cached.values()):
+            done.append(step)
+    return done

@@ -1,0 +1,90 @@
+"""The paper-length campaign (dgp_snr.campaign.PAPER_CAMPAIGN): one command resumes it from the
+committed state on any machine.
+
+    python experiments/paper_runs.py run      [--results_path ../paper_runs]  # hours; resumable
+    python experiments/paper_runs.py save     # newest checkpoints -> reproduction/paper_runs/
+    python experiments/paper_runs.py evaluate # the protocol's evaluation at each kept step
+    python experiments/paper_runs.py restore  # committed checkpoints -> the results folder
+
+`run` restores the committed checkpoints where the results folder is behind, then runs the
+campaign's sweep (experiments/sweep.py, paper profile) and, while it trains, evaluates every
+run at each step of the campaign's eval_steps as its checkpoint appears. `save` before
+committing: it keeps each run's newest checkpoint only.
+"""
+
+import subprocess
+import sys
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout
+
+from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+from dgp_snr import campaign as c  # noqa: E402
+
+DEFAULT_RESULTS = ROOT.parent / "paper_runs"
+
+
+def restore(results_path: Path, committed: Path) -> None:
+    for run in c.committed_runs(committed):
+        print(c.restore_run(run, results_path), flush=True)
+
+
+def save(results_path: Path, committed: Path) -> None:
+    for run_dir in c.run_folders(results_path):
+        try:
+            step = c.save_run(run_dir, committed)
+        except FileNotFoundError as err:
+            print(f"{run_dir.name}: nothing saved ({err})", flush=True)
+            continue
+        print(f"{run_dir.name}: saved step {step} to {committed / run_dir.name}", flush=True)
+
+
+def evaluate(results_path: Path, progress: bool = False) -> None:
+    for run_dir in c.run_folders(results_path):
+        for step in c.evaluate_steps(run_dir, c.PAPER_CAMPAIGN, progress=progress):
+            print(f"{run_dir.name}: evaluated step {step}", flush=True)
+
+
+def run(results_path: Path, committed: Path, poll_s: float) -> int:
+    restore(results_path, committed)
+    argv = [sys.executable, str(ROOT / "experiments" / "sweep.py")]
+    argv += c.PAPER_CAMPAIGN.sweep_argv(results_path) + ["--no-progress"]
+    print("$", " ".join(argv), flush=True)
+    sweep = subprocess.Popen(argv)
+    try:
+        while sweep.poll() is None:
+            evaluate(results_path)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        sweep.wait()  # the sweep saves its trainings on SIGINT
+        raise
+    evaluate(results_path)
+    return sweep.returncode
+
+
+def main() -> int:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("run", "save", "evaluate", "restore"))
+    parser.add_argument("--results_path", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--committed", type=Path, default=ROOT / c.COMMITTED_DIR)
+    parser.add_argument("--poll", type=float, default=60.0, help="seconds between evaluations")
+    args = parser.parse_args()
+    if args.command == "run":
+        return run(args.results_path, args.committed, args.poll)
+    if args.command == "save":
+        save(args.results_path, args.committed)
+    elif args.command == "evaluate":
+        evaluate(args.results_path, progress=True)
+    else:
+        restore(args.results_path, args.committed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

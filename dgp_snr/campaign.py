@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
+from dgp_snr.configs import RunConfig
+from dgp_snr.data import get_regression_data
 from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
 from dgp_snr.io import atomic_write_text
 from dgp_snr.plotting.curves import read_scalars
+from dgp_snr.plotting.paper_runs import draw_paper_runs
 from dgp_snr.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -208,3 +212,158 @@ def evaluate_steps(
         if not all(result.cached.values()):
             done.append(step)
     return done
+
+
+# ------------------------------------------------------------------------------------ report
+#: learning_curve.csv: one row per (run, evaluated step).
+CURVE_COLUMNS = (
+    "run", "dataset", "split", "estimator", "qw", "precision", "step", "test_ll_mean",
+    "test_ll_se", "test_ll_repeats", "elbo_per_point_mean", "elbo_per_point_se",
+    "elbo_repeats", "authors_test_ll", "authors_source", "gap_to_authors",
+)  # fmt: skip
+CURVE_FILE = "learning_curve.csv"
+AUTHORS_CSV = Path("reproduction") / "authors" / "figure_data.csv"
+
+
+def _setting(config: RunConfig) -> Tuple[str, str]:
+    """(estimator, q(w)): ("reg" | "dreg", "learned" | "fixed")."""
+    return config.training.estimator, (
+        "fixed" if config.model.qz_mode == "fix_mu_sigma" else "learned"
+    )
+
+
+def authors_value(authors: pd.DataFrame, dataset: str, split: int, estimator: str, qw: str):
+    """The authors' released test log-likelihood of the run with this setting (the mean of its
+    repeats) and where it comes from: Table 1 for REG / DReG with learned q(w), Figure 4 for
+    q(w) fixed to the prior; (None, "") when they released none."""
+    if qw == "fixed":
+        quantity, flag = "figure_4_tll", True
+    else:
+        quantity, flag = "table_1_tll", estimator == "dreg"
+    rows = authors[
+        (authors["quantity"] == quantity) & (authors["dataset"] == dataset)
+        & (authors["split"] == split) & (authors["flag"] == flag)
+    ]  # fmt: skip
+    if rows.empty:
+        return None, ""
+    label = f"{quantity.split('_tll')[0]} {'T' if flag else 'F'} split {split}"
+    return float(rows["value"].mean()), f"{label} ({len(rows)} repeats)"
+
+
+def _parse_key(key: str) -> Dict[str, str]:
+    kind, *fields = key.split(":")
+    out = dict(field.split("=", 1) for field in fields)
+    out["kind"] = kind
+    return out
+
+
+def learning_curve_frame(
+    committed_root: os.PathLike = COMMITTED_DIR,
+    authors_csv: os.PathLike = AUTHORS_CSV,
+    campaign: Campaign = PAPER_CAMPAIGN,
+) -> pd.DataFrame:
+    """The protocol's evaluations of every committed run at each evaluated step, beside the
+    authors' released value for the same dataset, split and setting."""
+    authors = pd.read_csv(authors_csv)
+    rows = []
+    for run in committed_runs(committed_root):
+        config = load_config(run)
+        estimator, qw = _setting(config)
+        evaluations = _merged_json([run / EVALUATION_FILE])
+        by_step: Dict[int, Dict[str, np.ndarray]] = {}
+        for key, entry in evaluations.items():
+            fields = _parse_key(key)
+            wanted = {
+                "test_ll": (campaign.num_predictive_samples, campaign.repeats),
+                "train_elbo": (config.model.num_importance_samples, campaign.elbo_repeats),
+            }.get(fields["kind"])
+            if wanted is None or (int(fields["S"]), int(fields["R"])) != wanted:
+                continue
+            values = np.asarray(entry["values"], dtype=np.float64)
+            by_step.setdefault(int(fields["step"]), {})[fields["kind"]] = values
+        num_train = get_regression_data(config.dataset, config.split).X_train.shape[0]
+        reference, source = authors_value(authors, config.dataset, config.split, estimator, qw)
+        for step, values in sorted(by_step.items()):
+            tll = values.get("test_ll", np.array([]))
+            elbo = values.get("train_elbo", np.array([])) / num_train
+            mean = float(tll.mean()) if tll.size else np.nan
+            rows.append(dict(
+                run=run.name, dataset=config.dataset, split=config.split, estimator=estimator,
+                qw=qw, precision=config.model.precision, step=step, test_ll_mean=mean,
+                test_ll_se=_se(tll), test_ll_repeats=tll.size,
+                elbo_per_point_mean=float(elbo.mean()) if elbo.size else np.nan,
+                elbo_per_point_se=_se(elbo), elbo_repeats=elbo.size,
+                authors_test_ll=np.nan if reference is None else reference,
+                authors_source=source,
+                gap_to_authors=np.nan if reference is None else mean - reference,
+            ))  # fmt: skip
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def _se(values: np.ndarray) -> float:
+    """Standard error of the mean over repeats (sample standard deviation, n - 1)."""
+    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def learning_curve_markdown(curve: pd.DataFrame) -> str:
+    """The report's table, generated from learning_curve.csv alone."""
+    lines = [
+        "| run | precision | step | test LL (± SE) | train ELBO / point (± SE) "
+        "| authors' (same split) | ours − authors' |",
+        "|---|---|---:|---|---|---|---:|",
+    ]
+    for row in curve.itertuples(index=False):
+        tll = f"{_number(row.test_ll_mean)} ± {row.test_ll_se:.3f}"
+        elbo = f"{_number(row.elbo_per_point_mean)} ± {row.elbo_per_point_se:.3f}"
+        authors = (
+            "-" if not row.authors_source
+            else f"{_number(row.authors_test_ll)} ({row.authors_source})"
+        )  # fmt: skip
+        setting = f"{row.estimator.upper().replace('DREG', 'DReG')}, q(w) {row.qw}"
+        lines.append(
+            f"| {row.dataset} split {row.split}, {setting} | {row.precision} | {row.step:,} "
+            f"| {tll} | {elbo} | {authors} | {_number(row.gap_to_authors)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def committed_scalars(committed_root: os.PathLike = COMMITTED_DIR) -> Dict[str, pd.DataFrame]:
+    out = {}
+    for run in committed_runs(committed_root):
+        if (run / SCALARS_FILE).is_file():
+            out[run.name] = pd.read_csv(run / SCALARS_FILE)
+    return out
+
+
+REPORT_FILE = Path("reproduction") / "REPRODUCTION.md"
+_BEGIN = "<!-- paper_runs table: written by `python experiments/paper_runs.py report` -->"
+_END = "<!-- end of paper_runs table -->"
+
+
+def with_generated_table(report: str, table: str) -> str:
+    """`report` with the text between its paper-runs markers replaced by `table`. Raises
+    ValueError when the markers are missing."""
+    if _BEGIN not in report or _END not in report:
+        raise ValueError(f"the report has no paper-runs markers ({_BEGIN} ... {_END})")
+    head, rest = report.split(_BEGIN, 1)
+    _, tail = rest.split(_END, 1)
+    return f"{head}{_BEGIN}\n{table}{_END}{tail}"
+
+
+def write_report(root: os.PathLike = ".") -> pd.DataFrame:
+    """learning_curve.csv from the committed evaluations, then, from that CSV as read back,
+    the figure and the report's table."""
+    root = Path(root)
+    committed = root / COMMITTED_DIR
+    curve = learning_curve_frame(committed, root / AUTHORS_CSV)
+    atomic_write_text(committed / CURVE_FILE, curve.to_csv(index=False, float_format="%.10g"))
+    curve = pd.read_csv(committed / CURVE_FILE, keep_default_na=False, na_values=[""])
+    draw_paper_runs(curve, committed_scalars(committed), committed)
+    report = root / REPORT_FILE
+    text = with_generated_table(report.read_text(), learning_curve_markdown(curve))
+    atomic_write_text(report, text)
+    return curve

@@ -5,6 +5,7 @@ committed state on any machine.
     python experiments/paper_runs.py save     # newest checkpoints -> reproduction/paper_runs/
     python experiments/paper_runs.py evaluate # the protocol's evaluation at each kept step
     python experiments/paper_runs.py restore  # committed checkpoints -> the results folder
+    python experiments/paper_runs.py report   # learning_curve.csv, its figure, REPRODUCTION.md
 
 `run` restores the committed checkpoints where the results folder is behind, then runs the
 campaign's sweep (experiments/sweep.py, paper profile) and, while it trains, evaluates every
@@ -70,7 +71,7 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("run", "save", "evaluate", "restore"))
+    parser.add_argument("command", choices=("run", "save", "evaluate", "restore", "report"))
     parser.add_argument("--results_path", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--committed", type=Path, default=ROOT / c.COMMITTED_DIR)
     parser.add_argument("--poll", type=float, default=60.0, help="seconds between evaluations")
@@ -81,8 +82,11 @@ def main() -> int:
         save(args.results_path, args.committed)
     elif args.command == "evaluate":
         evaluate(args.results_path, progress=True)
-    else:
+    elif args.command == "restore":
         restore(args.results_path, args.committed)
+    else:
+        curve = c.write_report(ROOT)
+        print(c.learning_curve_markdown(curve))
     return 0
 
 

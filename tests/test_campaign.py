@@ -3,6 +3,7 @@ bit-identically, evaluations and scalars survive."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,3 +85,87 @@ def test_the_campaign_runs_the_sweep_restricted_to_its_datasets_and_splits(tmp_p
     assert argv[:2] == ["table_1", "figure_4"]
     assert argv[argv.index("--splits") + 1] == "0,"
     assert argv[argv.index("--datasets") + 1] == "wilson_solar"
+
+
+def _authors():
+    rows = []
+    for quantity, flag, values in (
+        ("table_1_tll", False, [1.0, 3.0]),
+        ("table_1_tll", True, [5.0, 7.0]),
+        ("figure_4_tll", False, [9.0]),
+        ("figure_4_tll", True, [-1.0]),
+    ):
+        for r, v in enumerate(values):
+            rows.append(
+                dict(quantity=quantity, dataset="d", flag=flag, split=0, repeat=r, value=v)
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "estimator, qw, expected",
+    [("reg", "learned", 2.0), ("dreg", "learned", 6.0), ("reg", "fixed", -1.0)],
+)
+def test_each_run_is_compared_with_the_authors_run_of_its_setting(estimator, qw, expected):
+    value, source = campaign.authors_value(_authors(), "d", 0, estimator, qw)
+    assert value == expected and source
+    assert campaign.authors_value(_authors(), "d", 1, estimator, qw) == (None, "")
+
+
+def test_the_learning_curve_reads_the_protocols_evaluations_only(tmp_path):
+    config = _config(tmp_path / "r", 2)
+    train(config, progress=False)
+    committed = tmp_path / "committed"
+    campaign.save_run(config.run_dir(), committed)
+    tll = [0.5, 0.7, 0.6]
+    elbo = [-300.0, -310.0, -320.0]
+    evaluations = {
+        "test_ll:step=2:S=10000:R=3:seed=0": {"values": tll, "step": 2},
+        "test_ll:step=2:S=50:R=3:seed=0": {"values": [9.0, 9.0, 9.0], "step": 2},  # not it
+        "train_elbo:step=2:S=3:R=3:seed=0": {"values": elbo, "step": 2},
+    }
+    (committed / config.run_name / "evaluation.json").write_text(json.dumps(evaluations))
+    authors = tmp_path / "authors.csv"
+    _authors().assign(dataset="demo_normalized").to_csv(authors, index=False)
+    protocol = campaign.Campaign(
+        targets=(), datasets=(), splits=(), precision="float64", repeats=3, elbo_repeats=3
+    )
+    curve = campaign.learning_curve_frame(committed, authors, protocol)
+    assert len(curve) == 1
+    row = curve.iloc[0]
+    assert row["step"] == 2 and row["test_ll_mean"] == pytest.approx(np.mean(tll))
+    assert row["test_ll_se"] == pytest.approx(np.std(tll, ddof=1) / np.sqrt(3))
+    from dgp_snr.data import get_regression_data
+
+    n = get_regression_data("demo_normalized", 0).X_train.shape[0]
+    assert row["elbo_per_point_mean"] == pytest.approx(np.mean(elbo) / n)
+    assert row["gap_to_authors"] == pytest.approx(np.mean(tll) - 2.0)
+    table = campaign.learning_curve_markdown(curve)
+    assert f"{np.mean(tll):+.3f}" in table and "table_1 F split 0 (2 repeats)" in table
+
+
+def test_the_generated_table_needs_its_markers():
+    with pytest.raises(ValueError, match="markers"):
+        campaign.with_generated_table("# report\n", "| a |\n")
+    text = f"x\n{campaign._BEGIN}\nold\n{campaign._END}\ny\n"
+    assert campaign.with_generated_table(text, "new\n") == (
+        f"x\n{campaign._BEGIN}\nnew\n{campaign._END}\ny\n"
+    )
+
+
+def test_the_committed_report_is_what_the_committed_data_gives():
+    """REPRODUCTION.md's paper-runs table is learning_curve.csv's, and that CSV is what the
+    committed evaluations give (nothing typed by hand)."""
+    root = Path(__file__).resolve().parents[1]
+    committed = root / campaign.COMMITTED_DIR
+    report = (root / campaign.REPORT_FILE).read_text()
+    block = report.split(campaign._BEGIN, 1)[1].split(campaign._END, 1)[0]
+    if not (committed / campaign.CURVE_FILE).is_file():
+        assert block.strip() == ""
+        return
+    written = pd.read_csv(committed / campaign.CURVE_FILE, keep_default_na=False, na_values=[""])
+    assert block == "\n" + campaign.learning_curve_markdown(written)
+    again = campaign.learning_curve_frame(committed, root / campaign.AUTHORS_CSV)
+    pd.testing.assert_frame_equal(
+        again.reset_index(drop=True), written, check_dtype=False, rtol=1e-9
+    )

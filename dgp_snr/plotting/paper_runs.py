@@ -1,0 +1,57 @@
+"""The paper-length runs' learning curves (dgp_snr.campaign): the protocol's test
+log-likelihood at each evaluated step, the in-training log between them, and the authors'
+released value for the same split as a dashed line."""
+
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+
+from dgp_snr.plotting.common import _save, _setup_style
+
+#: Colours per (estimator, q(w)), as the learning-curves figure of the reduced runs.
+_COLORS = {("reg", "learned"): "#1f77b4", ("dreg", "learned"): "#ff7f0e"}
+_COLORS[("reg", "fixed")] = "#2ca02c"
+_LABELS = {("reg", "learned"): "REG", ("dreg", "learned"): "DReG"}
+_LABELS[("reg", "fixed")] = "REG, q(w) fixed"
+LOG_TAG = "test/test_loglik"
+
+
+def draw_paper_runs(
+    curve: pd.DataFrame, scalars: Dict[str, pd.DataFrame], out_dir: os.PathLike
+) -> List[Path]:
+    """learning_curve.pdf/.png: one panel per dataset and split; per run, the protocol's
+    evaluations (mean ± 2 SE over repeats), the training log's 100-sample test log-likelihood
+    (thin line) and the authors' value (dashed)."""
+    _setup_style()
+    panels = curve[["dataset", "split"]].drop_duplicates().itertuples(index=False)
+    panels = list(panels)
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.5 * max(1, len(panels)), 4.2))
+    axes = np.atleast_1d(axes)
+    for ax, (dataset, split) in zip(axes, panels):
+        rows = curve[(curve["dataset"] == dataset) & (curve["split"] == split)]
+        for run, df in rows.groupby("run", sort=True):
+            key = (df["estimator"].iloc[0], df["qw"].iloc[0])
+            color, label = _COLORS.get(key, "k"), _LABELS.get(key, run)
+            log = scalars.get(run)
+            if log is not None and not log.empty:
+                log = log[log["tag"] == LOG_TAG]
+                ax.plot(log["step"], log["value"], color=color, lw=0.6, alpha=0.45)
+            ax.errorbar(
+                df["step"], df["test_ll_mean"], yerr=2 * df["test_ll_se"].fillna(0),
+                color=color, marker="o", ms=4, lw=1.4, capsize=3, label=label,
+            )  # fmt: skip
+            reference = df["authors_test_ll"].dropna()
+            if not reference.empty:
+                ax.axhline(reference.iloc[0], color=color, ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("test log-likelihood")
+        precision = ", ".join(sorted(rows["precision"].unique()))
+        ax.set_title(f"{dataset} split {split} ({precision} precision)")
+        ax.legend(loc="lower right", fontsize=9, title="dots: 10 x 10,000; dashed: authors")
+    fig.tight_layout()
+    return _save(fig, "learning_curve", out_dir)

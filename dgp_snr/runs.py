@@ -195,6 +195,10 @@ class RunCheckpoints:
             if steps:
                 lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
                 lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+                # Without timestamps newer than last_preserved_timestamp (0) the manager
+                # treats every listed checkpoint as preserved and never deletes it.
+                lines += [f"all_model_checkpoint_timestamps: {1.0 + i}" for i in range(len(steps))]
+                lines += ["last_preserved_timestamp: 0.0"]
                 atomic_write_text(self.directory / "checkpoint", "\n".join(lines) + "\n")
             self._manager = tf.train.CheckpointManager(
                 self.checkpoint, str(self.directory), max_to_keep=self.max_to_keep

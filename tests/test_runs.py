@@ -68,3 +68,25 @@ def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
     assert int(load_run(run_dir)[1].step.numpy()) == 5  # resuming: the rolling window's newest
     with pytest.raises(FileNotFoundError, match=r"available: \[2, 4, 5\]"):
         load_run(run_dir, step=3)
+
+
+def test_a_resumed_run_keeps_only_max_to_keep_checkpoints(tmp_path):
+    config = RunConfig.from_flat(
+        dataset="demo_normalized", configuration="L1", M=8, minibatch_size=16,
+        results_path=str(tmp_path),
+    )  # fmt: skip
+    _, trainer, _ = build_run(config)
+    run_dir = config.run_dir()
+    save_config(config, run_dir)
+    checkpoints = RunCheckpoints(trainer, run_dir, max_to_keep=2)
+    for _ in range(3):
+        trainer.train_step()
+        checkpoints.save()
+    assert checkpoint_steps(run_dir) == [2, 3]
+    _, resumed, _ = build_run(config)
+    again = RunCheckpoints(resumed, run_dir, max_to_keep=2)
+    assert again.restore() == 3
+    for _ in range(2):
+        resumed.train_step()
+        again.save()
+    assert checkpoint_steps(run_dir) == [4, 5]  # 2 and 3, listed at the resume, are gone

@@ -4,19 +4,24 @@ gradient at a fixed checkpoint and a fixed batch, for each K, written as .npz du
 """
 
 import os
-import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
 from dgp_snr.estimators import Estimator
-from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
+from dgp_snr.gradient_dumps import (
+    dump_path,
+    dump_problem,
+    dump_request,
+    read_dump_meta,
+    save_gradient_dump,
+)
 from dgp_snr.gradients import EncoderGradientSampler, snr
 from dgp_snr.models import DeepGP
-from dgp_snr.runs import latest_checkpoint_step, load_config, load_run
+from dgp_snr.runs import RunConfig, latest_checkpoint_step, load_config, load_run
 from dgp_snr.seeds import Stream, derived_rng
 
 
@@ -67,6 +72,7 @@ def sample_gradients(
     save_aggregates: bool = False,
     step: Optional[int] = None,
     progress: bool = True,
+    rebuild: bool = False,
 ) -> List[Path]:
     """Draws `num_estimates` (R) independent estimates of every encoder-parameter gradient for
     each K in `ks`, at checkpoint `step` (default: the latest) of the run in `run_dir`, and
@@ -75,8 +81,12 @@ def sample_gradients(
     batch_size 1: training points 0 .. num_datapoints-1, one at a time (file suffix _dp<i>).
     batch_size B > 1: the batch is training points [0, B) (num_datapoints must be 1).
     Raw dumps hold {name: [R, *phi.shape]}; with save_aggregates only each parameter's
-    mean and std. Existing files are skipped (a warning when they come from another step).
-    Returns the paths written.
+    mean and std. Each dump records what made it (gradient_dumps.DumpRequest: step, K, batch,
+    data point, estimator, R, seed, precision). An existing dump whose record matches is
+    skipped. One that does not match, or is corrupt, raises ValueError naming the file, what
+    it holds and what was asked, before anything is sampled; with `rebuild` it is sampled
+    again and replaced atomically (kept as <name>.stale when it holds more estimates than
+    asked). Returns the paths written.
     """
     ks = check_ks(ks)
     Estimator.parse(estimator)  # ValueError naming the known estimators
@@ -94,16 +104,16 @@ def sample_gradients(
             f"batch_size {batch_size} the batch is the training points [0, {batch_size})"
         )
     run_dir = Path(run_dir)
-    load_config(run_dir)  # a clear error for a directory that is not a run, before building
+    # A clear error for a directory that is not a run, before building; its seed and precision
+    # are what every dump records.
+    run_config = load_config(run_dir)
 
     datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
     latest = latest_checkpoint_step(run_dir) if step is None else step
-    pending = [
-        (dp, K)
-        for dp in datapoints
-        for K in ks
-        if not _existing(dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates), latest)
-    ]
+    pending, set_aside = _pending(
+        run_dir, run_config, datapoints, ks, num_estimates, batch_size, estimator,
+        save_aggregates, latest, rebuild,
+    )  # fmt: skip
     if not pending:
         return []
 
@@ -136,16 +146,13 @@ def sample_gradients(
             )
             bar.set_postfix(K=K, datapoint=dp, refresh=False)
             samples = sampler.sample(K, num_estimates, estimator, rng=rng)
-            meta = {
-                "K": K,
-                "batch_size": batch_size,
-                "num_samples": num_estimates,  # the dumps' key (plotting reads it)
-                "datapoint": -1 if dp is None else dp,
-                "batch_start": start,
-                "step": restored_step,
-                "estimator": estimator,
-            }
+            meta = dump_request(
+                config, estimator, batch_size, K, dp, num_estimates, restored_step
+            ).record()
+            meta["batch_start"] = start
             path = dump_path(run_dir, estimator, batch_size, K, dp, save_aggregates)
+            if path in set_aside:  # more estimates than asked: kept, not overwritten
+                os.replace(path, stale_path(path))
             save_gradient_dump(path, samples, meta, aggregates=save_aggregates)
             written.append(path)
             bar.update(1)
@@ -153,26 +160,58 @@ def sample_gradients(
     return written
 
 
-def _existing(path: Path, step: Optional[int]) -> bool:
-    """Whether `path` is already there (then it is skipped). Reads all of it, so that a dump
-    with a damaged array is reported rather than skipped, and warns when it comes from another
-    checkpoint; raises ValueError for a corrupt file."""
-    if not path.exists():
-        return False
-    try:
-        found = load_gradient_dump(path).meta.get("step")
-    except Exception as err:  # zip, CRC, header or key errors all mean the same here
-        reason = str(err).replace(f"corrupt gradient dump {path}: ", "")
-        raise ValueError(
-            f"corrupt gradient dump {path}: {reason}; delete it to sample it again"
-        ) from err
-    if step is not None and found is not None and found != step:
-        warnings.warn(
-            f"skipping {path}: it exists, from step {found} (not {step}); delete it or use "
-            "another run directory to resample",
-            stacklevel=3,
-        )
-    return True
+def stale_path(path: Path) -> Path:
+    """Where a replaced dump that held more estimates than asked is kept: <name>.stale, or
+    <name>.stale<i> when that is taken."""
+    candidate = path.with_name(path.name + ".stale")
+    i = 1
+    while candidate.exists():
+        i += 1
+        candidate = path.with_name(f"{path.name}.stale{i}")
+    return candidate
+
+
+def _pending(
+    run_dir: Path,
+    config: RunConfig,
+    datapoints: List[Optional[int]],
+    ks: List[int],
+    num_estimates: int,
+    batch_size: int,
+    estimator: str,
+    aggregates: bool,
+    step: Optional[int],
+    rebuild: bool,
+) -> Tuple[List[Tuple[Optional[int], int]], Set[Path]]:
+    """The (data point, K) to sample, and the existing dumps to set aside as .stale when
+    replaced. A dump is kept when its record matches the request; a mismatched or corrupt one
+    (every array read, so a damaged one is found) is resampled with `rebuild`, else raises
+    ValueError: one line naming the file, what it holds, what was asked and the flag."""
+    pending: List[Tuple[Optional[int], int]] = []
+    set_aside: Set[Path] = set()
+    problems: List[str] = []
+    for dp in datapoints:
+        for K in ks:
+            path = dump_path(run_dir, estimator, batch_size, K, dp, aggregates)
+            if not path.exists() or step is None:  # no checkpoint: load_run says so
+                pending.append((dp, K))
+                continue
+            request = dump_request(config, estimator, batch_size, K, dp, num_estimates, step)
+            problem = dump_problem(path, request, full=True)
+            if problem is None:
+                continue
+            problems.append(problem)
+            pending.append((dp, K))
+            try:
+                held = int(read_dump_meta(path).get("num_samples", 0))
+            except (ValueError, TypeError):
+                held = 0
+            if held > num_estimates:
+                set_aside.add(path)
+    if problems and not rebuild:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{problems[0]}{more}; pass --rebuild to sample again")
+    return pending, set_aside
 
 
 def encoder_snr(

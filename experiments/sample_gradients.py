@@ -3,9 +3,13 @@ dgp_snr.sample_run.sample_gradients).
 
     python experiments/sample_gradients.py RUN [RUN ...] --ks 1,10,100 --estimator dreg \
         [--results_path results] [--num_samples 1000] [--batch_size 1] [--num_datapoints 10] \
-        [--save_aggregates] [--step 5000]
+        [--save_aggregates] [--step 5000] [--rebuild]
 
-Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz; existing files are skipped.
+Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz. Each dump records what made it
+(checkpoint step, K, batch, data point, estimator, number of estimates, seed, precision); an
+existing dump whose record matches is skipped. One that does not match, or is corrupt, is an
+error (one line naming the file, what it holds and what was asked) unless --rebuild, which
+samples it again and replaces it (keeping it as <name>.stale when it holds more estimates).
 """
 
 import argparse
@@ -45,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
         "--save_aggregates", action="store_true", help="store per-parameter mean and std only"
     )
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="resample dumps recorded with other settings (or corrupt) instead of refusing",
+    )
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -72,6 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 save_aggregates=args.save_aggregates,
                 step=args.step,
                 progress=not args.no_progress,
+                rebuild=args.rebuild,
             )
         except ValueError as err:
             print(f"sample_gradients.py: error: {err}", file=sys.stderr)

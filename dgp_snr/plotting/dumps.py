@@ -13,33 +13,14 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dgp_snr.gradient_dumps import GradientDump, dump_path, load_gradient_dump
+from dgp_snr.gradient_dumps import GradientDump, load_gradient_dump
+from dgp_snr.gradient_dumps import find_dump as find_dump  # re-exported (plotting.find_dump)
 from dgp_snr.runs import RunConfig
 
-if TYPE_CHECKING:  # common imports this module (for find_dump)
+if TYPE_CHECKING:  # common imports this module
     from dgp_snr.plotting.common import _Needs
 
 _WEIGHT = re.compile(r"(?:^|/)W(\d+)$")
-
-
-def find_dump(
-    run_dir: os.PathLike,
-    estimator: str,
-    batch_size: int,
-    K: int,
-    datapoint: Optional[int] = None,
-    raw: bool = False,
-) -> Optional[Path]:
-    """The existing dump for (estimator, batch size, K, data point): the aggregate dump when
-    `raw` is False and it exists, else the raw one; None when neither exists. For data point 0
-    a dump without data-point suffix also counts."""
-    candidates = [datapoint] + ([None] if datapoint == 0 else [])
-    for dp in candidates:
-        for aggregates in ([False] if raw else [True, False]):
-            path = dump_path(run_dir, estimator, batch_size, K, dp, aggregates)
-            if path.is_file():
-                return path
-    return None
 
 
 def _weight_key(name: str) -> Tuple[int, int, str]:

@@ -17,6 +17,10 @@ samples) are chunked: one chunk and many chunks give the same numbers for the sa
 Figure data files (``<results_path>/figure_data/*.txt``) are tab-separated text, one line per
 run: ``dataset  flag  split  value_1 ... value_R`` with flag T or F (Figure 4: T = q(w) fixed
 to the prior; Table 1: T = DReG) and the R repeated estimates, as the reference writes them.
+Each line is preceded by a comment recording what made it (FigureDataRow.made: the run, the
+checkpoint step it was evaluated at, the samples per estimate, the repeats and the seed), so a
+file evaluated at an older checkpoint or with other settings is not taken as complete
+(protocol.jobs.EvalJob.complete). Readers of the reference's format skip comments.
 """
 
 import json
@@ -495,12 +499,13 @@ def evaluate_run(
 @dataclass
 class FigureDataRow:
     """One line of a figure data file: dataset, flag (Figure 4: fixq; Table 1: DReG), split and
-    the repeated values [R]."""
+    the repeated values [R]; `made`: what made them (MADE_FIELDS; None when not recorded)."""
 
     dataset: str
     flag: bool
     split: int
     values: np.ndarray
+    made: Optional[Dict[str, object]] = None
 
     @property
     def mean(self) -> float:
@@ -513,6 +518,11 @@ def figure_data_path(results_path: os.PathLike, name: str) -> Path:
 
 
 PREVIEW_MARKER = "PREVIEW: unfinished runs"
+#: The comment before a data line that records what made it: "# made: {json}".
+MADE_MARKER = "made:"
+#: What a row's record holds: its run, the checkpoint step evaluated, S (samples per test
+#: log-likelihood, or the run's K for the ELBO), the repeats R and the evaluation seed.
+MADE_FIELDS = ("run", "step", "samples", "repeats", "seed")
 
 
 def write_figure_data(
@@ -524,6 +534,8 @@ def write_figure_data(
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {PREVIEW_MARKER}\n"] if preview else []
     for row in rows:
+        if row.made is not None:
+            lines.append(f"# {MADE_MARKER} {json.dumps(row.made, sort_keys=True)}\n")
         values = "\t".join(repr(float(v)) for v in np.atleast_1d(row.values))
         lines.append(f"{row.dataset}\t{'T' if row.flag else 'F'}\t{row.split}\t{values}\n")
     atomic_write_text(path, "".join(lines))
@@ -537,8 +549,18 @@ def read_figure_data(path: os.PathLike) -> List[FigureDataRow]:
     if not path.is_file():
         raise FileNotFoundError(f"figure data file {path} does not exist")
     rows = []
+    made: Optional[Dict[str, object]] = None  # the record of the next data line
     for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+        comment = line.lstrip()
+        if comment.startswith("#"):
+            text = comment[1:].strip()
+            if text.startswith(MADE_MARKER):
+                try:
+                    made = json.loads(text[len(MADE_MARKER) :])
+                except ValueError:
+                    made = None  # an unreadable record counts as none
+            continue
+        if not line.strip():
             continue
         cols = line.split()
         try:
@@ -547,7 +569,9 @@ def read_figure_data(path: os.PathLike) -> List[FigureDataRow]:
             if cols[1] not in ("T", "F"):
                 raise ValueError(f"flag must be T or F, got {cols[1]!r}")
             values = np.array([float(v) for v in cols[3:]])
-            rows.append(FigureDataRow(cols[0], cols[1] == "T", int(cols[2]), values))
+            record = made if isinstance(made, dict) else None
+            rows.append(FigureDataRow(cols[0], cols[1] == "T", int(cols[2]), values, record))
+            made = None
         except ValueError as err:
             raise ValueError(f"{path}, line {number}: malformed figure data ({err})") from None
     return rows
@@ -631,7 +655,17 @@ def evaluate_target(
         evaluated.append(result)
         for metric in files:
             values = getattr(result, metric)
-            rows[metric].append(FigureDataRow(run.dataset, run.flag, run.split, values))
+            elbo = metric == "train_elbo"
+            made = {
+                "run": run.config.run_name,
+                "step": result.step,
+                "samples": (
+                    run.config.model.num_importance_samples if elbo else num_predictive_samples
+                ),
+                "repeats": elbo_repeats if elbo else repeats,
+                "seed": seed,
+            }
+            rows[metric].append(FigureDataRow(run.dataset, run.flag, run.split, values, made))
             log(f"    {metric}: mean {np.mean(values):.6g} over {len(values)} repeats")
     written = {}
     if evaluated:

@@ -22,30 +22,36 @@ ROOT = Path(__file__).resolve().parents[1]
 FIG1_RUN = "demo_normalized_L1_IWAE_SF0_K50_BS64_reg"
 
 
-def _meta(estimator, K, batch_size=1, datapoint=0, num_samples=100):
+#: Estimates per synthetic dump (the figures are asked for this many).
+R = 300
+
+
+def _meta(estimator, K, batch_size=1, datapoint=0, num_samples=100, step=300_000, seed=0):
+    """A dump's record (gradient_dumps.RECORD_FIELDS): synthetic dumps stand without their run,
+    so the step they are asked at is the paper's iterations; seed = the run's split."""
     return {
         "K": K,
         "batch_size": batch_size,
         "num_samples": num_samples,
         "datapoint": datapoint,
         "batch_start": max(datapoint, 0),
-        "step": 1,
+        "step": step,
         "estimator": estimator,
+        "seed": seed,
+        "precision": "float64",
     }
 
 
-def _synthetic_dump(path, estimator, K, rng, aggregates=True, batch_size=1, datapoint=0):
+def _synthetic_dump(path, estimator, K, rng, aggregates=True, batch_size=1, datapoint=0, seed=0):
     """Synthetic encoder gradients whose SNR grows (DReG) or falls (REG) with K."""
-    R = 300
     snr = 0.5 * (np.sqrt(K) if estimator == "dreg" else 1 / np.sqrt(K))
     samples = {
         "layer0/W0": 1.0 + rng.standard_normal((R, 2, 20)) / snr,
         "layer0/W1": -1.0 + rng.standard_normal((R, 20, 2)) / snr,
         "layer0/b0": rng.standard_normal((R, 20)),
     }
-    save_gradient_dump(
-        path, samples, _meta(estimator, K, batch_size, datapoint, R), aggregates=aggregates
-    )
+    meta = _meta(estimator, K, batch_size, datapoint, R, seed=seed)
+    save_gradient_dump(path, samples, meta, aggregates=aggregates)
 
 
 def _png_ok(path: Path) -> bool:
@@ -80,13 +86,16 @@ def fig1_results(tmp_path_factory):
             for K in (1, 5, 10):
                 samples = sampler.sample(K, 200, estimator)
                 path = dump_path(config.run_dir(), estimator, 1, K, dp, aggregates=True)
-                save_gradient_dump(path, samples, _meta(estimator, K, 1, dp, 200), aggregates=True)
+                meta = _meta(estimator, K, 1, dp, 200, step=1)  # the run's one checkpoint
+                save_gradient_dump(path, samples, meta, aggregates=True)
     return results
 
 
 def test_figure_1_from_real_dumps(fig1_results, tmp_path):
     out = io.StringIO()
-    report = plotting.figure_1(fig1_results, tmp_path, ks=(1, 5, 10), num_datapoints=2, out=out)
+    report = plotting.figure_1(
+        fig1_results, tmp_path, ks=(1, 5, 10), num_datapoints=2, num_estimates=200, out=out
+    )
     assert report.commands == [] and report.missing == []
     assert "#### figure_1: all inputs present ####" in out.getvalue()
     assert report.outputs == [tmp_path / "figure_1.pdf", tmp_path / "figure_1.png"]
@@ -95,13 +104,14 @@ def test_figure_1_from_real_dumps(fig1_results, tmp_path):
 
 def test_figure_1_partial_data_draws_and_lists_the_rest(fig1_results, tmp_path):
     out = io.StringIO()
-    report = plotting.figure_1(fig1_results, tmp_path, out=out)  # the paper's Ks, 10 points
+    # the paper's Ks, 10 points; the dumps' 200 estimates
+    report = plotting.figure_1(fig1_results, tmp_path, num_estimates=200, out=out)
     assert _png_ok(tmp_path / "figure_1.png")
     # No training command (the run exists); one sampling command per estimator, every K.
     ks = ",".join(str(k) for k in plotting.FIGURE_1_KS)
     assert report.commands == [
         f"python experiments/sample_gradients.py {FIG1_RUN} --results_path {fig1_results} "
-        f"--ks {ks} --num_samples 1000 --batch_size 1 --num_datapoints 10 --estimator {est} "
+        f"--ks {ks} --num_samples 200 --batch_size 1 --num_datapoints 10 --estimator {est} "
         "--save_aggregates"
         for est in ("reg", "dreg")
     ]
@@ -143,7 +153,7 @@ def test_figure_2_from_raw_dumps(tmp_path):
         for K in (1, 10, 100):
             _synthetic_dump(dump_path(run_dir, estimator, 1, K, 0), estimator, K, rng, False)
     out = io.StringIO()
-    report = plotting.figure_2(tmp_path, tmp_path / "figs", out=out)
+    report = plotting.figure_2(tmp_path, tmp_path / "figs", num_estimates=R, out=out)
     assert report.commands == [] and report.missing == []
     assert _png_ok(tmp_path / "figs" / "figure_2.png")
     assert (tmp_path / "figs" / "figure_2.pdf").stat().st_size > 0
@@ -152,9 +162,9 @@ def test_figure_2_from_raw_dumps(tmp_path):
     (tmp_path / "figs" / "figure_2.png").unlink()
     dump_path(run_dir, "dreg", 1, 100, 0).unlink()
     _synthetic_dump(dump_path(run_dir, "dreg", 1, 100, 0, True), "dreg", 100, rng, True)
-    report = plotting.figure_2(tmp_path, tmp_path / "figs", out=io.StringIO())
+    report = plotting.figure_2(tmp_path, tmp_path / "figs", num_estimates=R, out=io.StringIO())
     assert report.commands[-1].endswith(
-        "--ks 100 --num_samples 1000 --batch_size 1 " "--num_datapoints 1 --estimator dreg"
+        f"--ks 100 --num_samples {R} --batch_size 1 --num_datapoints 1 --estimator dreg"
     )
     assert _png_ok(tmp_path / "figs" / "figure_2.png")
 
@@ -177,16 +187,19 @@ def test_snr_bar_and_line_figures_from_aggregates(tmp_path, name):
             run_dir = paper_config(dataset, 1, 2, results_path=tmp_path).run_dir()  # split 1
             for est in ("reg", "dreg"):
                 path = dump_path(run_dir, est, 64, 50, None, True)
-                _synthetic_dump(path, est, 50, rng, batch_size=64, datapoint=-1)
+                _synthetic_dump(path, est, 50, rng, batch_size=64, datapoint=-1, seed=1)
     else:
         kwargs = dict(batch_sizes=(1, 64), ks=(1, 2, 5, 10), num_datapoints=2)
         run_dir = paper_config("power", 0, 3, K=30, results_path=tmp_path).run_dir()
         for K in (1, 2, 5, 10):
             for dp in (0, 1):
-                _synthetic_dump(dump_path(run_dir, "reg", 1, K, dp, True), "reg", K, rng)
+                path = dump_path(run_dir, "reg", 1, K, dp, True)
+                _synthetic_dump(path, "reg", K, rng, datapoint=dp)
             path = dump_path(run_dir, "reg", 64, K, None, True)
             _synthetic_dump(path, "reg", K, rng, batch_size=64, datapoint=-1)
-    report = plotting.FIGURES[name](tmp_path, tmp_path / "figs", out=io.StringIO(), **kwargs)
+    report = plotting.FIGURES[name](
+        tmp_path, tmp_path / "figs", out=io.StringIO(), num_estimates=R, **kwargs
+    )
     assert report.commands == [] and report.missing == []
     assert _png_ok(tmp_path / "figs" / f"{name}.png")
 

@@ -73,7 +73,9 @@ def test_plot_report_prints_the_sweeps_commands(tmp_path):
         plotting.figure_8(tmp_path, tmp_path / "figs", out=out, **params)
     tasks = build_tasks(["figure_8"], PROFILES["smoke"], tmp_path)
     expected = [
-        t.command.replace(" --no_progress", "") for t in tasks if t.kind in ("train", "sample")
+        t.command.replace(" --no_progress --rebuild", "")
+        for t in tasks
+        if t.kind in ("train", "sample")
     ]
     assert len(expected) == 3 and "M=8" in expected[0] and "--batch_size 8" in expected[1]
     assert out.getvalue().splitlines()[1:-1] == expected

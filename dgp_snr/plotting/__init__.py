@@ -7,7 +7,10 @@ the exact commands that create them (experiments/train.py, then experiments/samp
 then experiments/evaluate.py), then draws what exists into <figures_dir>/<name>.pdf and .png.
 When nothing can be drawn it raises MissingInputsError (after printing the commands); with
 partial inputs it draws what exists and the report lists the rest. A corrupt gradient dump or
-data file raises ValueError naming the file.
+data file raises ValueError naming the file; a dump recorded with other settings than the
+figure asks (another checkpoint step, number of estimates, ...) raises StaleInputsError (a
+ValueError) with the command that rebuilds it. Beside each figure, <name>.inputs.json records
+the identity of every input it was drawn from (path, sha256, a dump's recorded settings).
 
 Every figure follows one template (common.TidyFigure): `<name>_data(results_path, ...)` collects
 its inputs into a tidy pandas DataFrame (columns in its docstring) and the report of the missing
@@ -36,6 +39,7 @@ from dgp_snr.plotting.common import (
     LABELS,
     FigureReport,
     MissingInputsError,
+    StaleInputsError,
     TidyFigure,
 )
 from dgp_snr.plotting.curves import (
@@ -186,6 +190,7 @@ __all__ = [
     "NO_DATA",
     "QW",
     "SNR_SUMMARY_COLUMNS",
+    "StaleInputsError",
     "TABLE_1_COLUMNS",
     "TIDY_FIGURES",
     "UNKNOWN_STEP",

@@ -8,21 +8,32 @@ so dgp_snr.reproduction can commit the frame as CSV and redraw the figure from i
 `TidyFigure.make` does both in turn; `TidyFigure.function` builds the public `figure_N(...)`
 with the signature the figure functions always had (results path, figures folder, then the
 collect parameters with the draw options in their old places).
+
+A figure is drawn only from inputs that match what it asks: a gradient dump whose record
+(gradient_dumps.DumpRequest: step = the run's newest checkpoint, K, batch, data point,
+estimator, number of estimates, seed, precision) differs, or that is corrupt, stops it with
+StaleInputsError (one line naming the file, what it holds, what was asked and the command
+that rebuilds it). `make` writes the identity of each input (protocol.jobs.file_record: path,
+sha256, a dump's record) to <figures_dir>/<name>.inputs.json beside the figure, which the
+sweep compares with the current inputs to decide whether the figure is up to date.
 """
 
 import inspect
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from dgp_snr.gradient_dumps import dump_problem, requested_step
+from dgp_snr.io import write_json
 from dgp_snr.plotting.dumps import find_dump
 from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.protocol.jobs import figure_record_path
 from dgp_snr.runs import RunConfig, latest_checkpoint_step
 
 FIGURES_DIR = "figures"
@@ -37,16 +48,25 @@ class MissingInputsError(RuntimeError):
     """Nothing of a figure can be drawn: its inputs are missing (the commands were printed)."""
 
 
+class StaleInputsError(ValueError):
+    """An input of a figure is corrupt or was made with other settings than the figure asks
+    (e.g. a dump of an older checkpoint): the figure is not drawn. One line: the file, what it
+    holds, what was asked and the command that rebuilds it."""
+
+
 @dataclass
 class FigureReport:
     """What a figure function did: the commands for its missing inputs, a description of each
-    missing input, the files it wrote and (table_1) the printed table."""
+    missing input, the files it wrote, (table_1) the printed table, and `inputs`: the identity
+    of each input it was drawn from (protocol.jobs.file_record, read before the inputs were;
+    None when not known)."""
 
     name: str
     commands: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     outputs: List[Path] = field(default_factory=list)
     text: Optional[str] = None
+    inputs: Optional[List[Dict[str, Any]]] = None
 
 
 # ------------------------------------------------------------------------------ style
@@ -105,6 +125,9 @@ class _Needs:
         self.spec = spec
         self.missing: List[str] = []
         self._run_ok: Dict[str, bool] = {}
+        self._steps: Dict[str, int] = {}
+        #: (reason, job, K) of each dump found but not matching the request (or corrupt)
+        self.stale: List[Tuple[str, Any, int]] = []
 
     def has_run(self, config: RunConfig) -> bool:
         name = config.run_name
@@ -131,11 +154,23 @@ class _Needs:
         num_datapoints: int,
         raw: bool,
     ) -> Optional[Path]:
-        """The dump's path when it exists (an aggregate or, unless `raw` is needed, a raw one);
-        otherwise records the run's training (if needed) and the sampling command."""
+        """The dump's path when it exists (an aggregate or, unless `raw` is needed, a raw one)
+        and its record matches the target's sampling job at the run's newest checkpoint;
+        otherwise None, recording either the run's training (if needed) and the sampling
+        command, or (a dump that does not match, or is corrupt) why, for report() to refuse."""
         path = find_dump(config.run_dir(), estimator, batch_size, K, datapoint, raw)
         if path is not None:
-            return path
+            job = self._job(config, estimator, batch_size)
+            if job is None:  # no sampling job asks for it: nothing to compare with
+                return path
+            if config.run_name not in self._steps:
+                self._steps[config.run_name] = requested_step(config)
+            step = self._steps[config.run_name]
+            problem = dump_problem(path, job.request(K, datapoint, step))
+            if problem is None:
+                return path
+            self.stale.append((problem, job, K))
+            return None
         self.run(config)
         where = f"data point {datapoint}" if datapoint is not None else f"batch {batch_size}"
         self.missing.append(
@@ -144,14 +179,46 @@ class _Needs:
         )
         return None
 
+    def _job(
+        self, config: RunConfig, estimator: str, batch_size: int
+    ) -> Optional[protocol_targets.SampleJob]:
+        for job in self.spec.samples:
+            if (job.config.run_name, job.estimator, job.batch_size) == (
+                config.run_name,
+                estimator,
+                batch_size,
+            ):
+                return job
+        return None
+
     def data(self, description: str) -> None:
         self.missing.append(description)
 
     def commands(self) -> List[str]:
         return self.spec.pending_commands()
 
+    def refuse_stale(self) -> None:
+        """Raises StaleInputsError for the first dump that does not match (and how many
+        more), with the sampling commands that rebuild them (each job's Ks concerned)."""
+        if not self.stale:
+            return
+        jobs: Dict[int, Tuple[Any, List[int]]] = {}
+        for _, job, K in self.stale:
+            ks = jobs.setdefault(id(job), (job, []))[1]
+            if K not in ks:
+                ks.append(K)
+        commands = [
+            replace(job, ks=tuple(sorted(ks))).command() + " --rebuild"
+            for job, ks in jobs.values()
+        ]
+        more = f" (and {len(self.stale) - 1} more)" if len(self.stale) > 1 else ""
+        raise StaleInputsError(f"{self.stale[0][0]}{more}; to rebuild: {' && '.join(commands)}")
+
     def report(self, out: Optional[TextIO]) -> FigureReport:
-        """Prints the commands (the first thing every figure prints) and starts the report."""
+        """Refuses stale inputs (StaleInputsError); prints the commands (the first thing every
+        figure prints) and starts the report, with the identity of every input as it is
+        now, before the figure reads them (a later change then shows as a mismatch)."""
+        self.refuse_stale()
         out = sys.stdout if out is None else out
         commands = self.commands()
         if commands:
@@ -162,7 +229,9 @@ class _Needs:
         else:
             print(f"#### {self.name}: all inputs present ####", file=out)
         out.flush()
-        return FigureReport(self.name, commands, list(self.missing))
+        return FigureReport(
+            self.name, commands, list(self.missing), inputs=self.spec.input_records()
+        )
 
 
 def _finish(report: FigureReport, out: Optional[TextIO]) -> FigureReport:
@@ -212,10 +281,15 @@ class TidyFigure:
         out = params.get("out")
         draw_options = {k: params.pop(k) for k in self.draw_options if k in params}
         df, report = self.collect(results_path, **params)
+        # Gone while drawing: a figure interrupted half-way is never taken as up to date.
+        record = figure_record_path(figures_dir, self.name)
+        record.unlink(missing_ok=True)
         if self.text is not None:
             report.text = self.text(df)
             print(report.text, file=sys.stdout if out is None else out)
         report.outputs = self.draw(df, figures_dir, **draw_options)
+        if report.inputs is not None:
+            write_json(record, {"figure": self.name, "inputs": report.inputs}, indent=1)
         return _finish(report, out)
 
     def signature(self) -> inspect.Signature:

@@ -8,11 +8,23 @@ of gradient estimates per dump, `num_predictive_samples` (S) the number of predi
 per test log-likelihood; the scripts' flag for either is still `--num_samples`.
 """
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from dgp_snr.gradient_dumps import dump_path
+from dgp_snr.gradient_dumps import (
+    RECORD_FIELDS,
+    DumpRequest,
+    dump_path,
+    dump_problem,
+    dump_request,
+    find_dump,
+    read_dump_meta,
+    requested_step,
+)
 from dgp_snr.protocol import (
     ELBO_REPEATS,
     GRADIENT_SAMPLES,
@@ -23,9 +35,12 @@ from dgp_snr.protocol import (
     sample_command,
     train_command,
 )
-from dgp_snr.runs import RunConfig
+from dgp_snr.runs import RESULTS_FILE, RunConfig
 
 Splits = Union[int, Sequence[int]]
+#: Beside each figure (<name>.pdf / .png / table_1.txt): the identity of every input it was
+#: drawn from (figure_record_path).
+FIGURE_RECORD_SUFFIX = ".inputs.json"
 
 
 def split_list(splits: Splits) -> List[int]:
@@ -74,6 +89,49 @@ class SampleJob:
                     out.append((K, paths[0]))
         return out
 
+    def serving(self, K: int, datapoint: Optional[int]) -> Path:
+        """The dump that serves (K, data point): the existing one a figure reads (for an
+        aggregate job, the raw one serves too; gradient_dumps.find_dump), else the path this
+        job writes."""
+        run_dir = self.config.run_dir()
+        found = find_dump(
+            run_dir, self.estimator, self.batch_size, K, datapoint, raw=not self.aggregates
+        )
+        if found is not None:
+            return found
+        return dump_path(run_dir, self.estimator, self.batch_size, K, datapoint, self.aggregates)
+
+    def request(self, K: int, datapoint: Optional[int], step: Optional[int] = None) -> DumpRequest:
+        """What the dump of (K, data point) must record: this job's settings at `step`
+        (default: the run's newest checkpoint; gradient_dumps.requested_step)."""
+        return dump_request(
+            self.config,
+            self.estimator,
+            self.batch_size,
+            K,
+            datapoint,
+            self.num_estimates,
+            step,
+        )
+
+    def problems(self) -> List[Tuple[int, Path, str]]:
+        """(K, path, reason) of each dump that is missing, corrupt or recorded with other
+        settings than this job asks at the run's newest checkpoint. Reads the dumps' metadata
+        only (not their arrays)."""
+        step = requested_step(self.config)
+        out = []
+        for K in self.ks:
+            for dp in self.datapoints():
+                path = self.serving(K, dp)
+                problem = dump_problem(path, self.request(K, dp, step))
+                if problem is not None:
+                    out.append((K, path, problem))
+        return out
+
+    def inputs(self) -> List[Path]:
+        """The dumps a figure reads for this job (serving), one per (K, data point)."""
+        return [self.serving(K, dp) for K in self.ks for dp in self.datapoints()]
+
     def command(self) -> str:
         return sample_command(
             self.config,
@@ -115,15 +173,21 @@ class EvalJob:
 
     def short_datasets(self) -> List[str]:
         """The datasets with fewer than `splits` paired splits in the data files (all of them
-        when a file is missing, unreadable or a preview)."""
-        from dgp_snr.evaluation import figure_data_is_preview, read_figure_data
+        when a file is missing, unreadable or a preview). A row counts only when its record
+        (evaluation.FigureDataRow.made) says it was evaluated as this job asks: at `iterations`
+        with this job's samples (test log-likelihood) and repeats; a row without one does not."""
+        from dgp_snr.evaluation import figure_data_is_preview, read_figure_data, target_files
 
         short: List[str] = []
-        for path in self.outputs():
+        for metric, path in target_files(self.target, self.results_path).items():
             if not path.is_file() or figure_data_is_preview(path):
                 return list(self.datasets)
             try:
-                rows = {(r.dataset, r.flag, r.split) for r in read_figure_data(path)}
+                rows = {
+                    (r.dataset, r.flag, r.split)
+                    for r in read_figure_data(path)
+                    if self._as_asked(metric, r.made)
+                }
             except (ValueError, OSError):
                 return list(self.datasets)
             for dataset in self.datasets:
@@ -133,6 +197,19 @@ class EvalJob:
                 if pairs < self.splits and dataset not in short:
                     short.append(dataset)
         return short
+
+    def _as_asked(self, metric: str, made: Optional[Dict[str, Any]]) -> bool:
+        if not made:
+            return False
+        if metric == "train_elbo":  # samples: the run's own K
+            wanted = {"step": self.iterations, "repeats": self.elbo_repeats}
+        else:
+            wanted = {
+                "step": self.iterations,
+                "samples": self.num_predictive_samples,
+                "repeats": self.repeats,
+            }
+        return all(made.get(k) == v for k, v in wanted.items())
 
     def complete(self) -> bool:
         """Every data file exists, is not a preview and holds `splits` paired splits for every
@@ -175,6 +252,26 @@ class TargetSpec:
             self.runs.append(config)
         return config
 
+    def input_files(self) -> List[Path]:
+        """The files the target's figure is drawn from: its evaluation's data files, else its
+        sampling jobs' dumps (SampleJob.inputs), else its runs' results.json."""
+        if self.evaluation is not None:
+            return self.evaluation.outputs()
+        if self.samples:
+            return [p for job in self.samples for p in job.inputs()]
+        return [c.run_dir() / RESULTS_FILE for c in self.runs]
+
+    def inputs_ready(self) -> bool:
+        """Whether the inputs are what the target asks now: every dump matches its request
+        (SampleJob.problems), the evaluation's data files are complete."""
+        if self.evaluation is not None and not self.evaluation.complete():
+            return False
+        return not any(job.problems() for job in self.samples)
+
+    def input_records(self) -> List[Dict[str, Any]]:
+        """file_record of each input file, in input_files order: what a figure records."""
+        return [file_record(p) for p in self.input_files()]
+
     def pending_commands(self) -> List[str]:
         """The commands that make the target's missing inputs, in order: runs, dumps, data.
         SNR targets need a checkpoint of each run (dumps use the latest); evaluation targets
@@ -205,3 +302,53 @@ class TargetSpec:
             if c.run_name in needed and run_state(c, c.training.iterations)[0] == "missing"
         ]
         return [train_command(c) for c in train] + [s.command() for s in pending]
+
+
+# ------------------------------------------------------------------------------ provenance
+def file_record(path: os.PathLike) -> Dict[str, Any]:
+    """The identity of an input file: its absolute path, the sha256 of its contents (None when
+    it does not exist) and, for a gradient dump, the settings it records (RECORD_FIELDS)."""
+    path = Path(path).absolute()
+    record: Dict[str, Any] = {"path": str(path), "sha256": None}
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        record["sha256"] = digest.hexdigest()
+    except FileNotFoundError:
+        return record
+    if path.suffix == ".npz":
+        try:
+            meta = read_dump_meta(path)
+            record["record"] = {k: meta[k] for k in RECORD_FIELDS if k in meta}
+        except ValueError:
+            record["record"] = None  # corrupt: the hash still identifies it
+    return record
+
+
+def figure_record_path(figures_dir: os.PathLike, name: str) -> Path:
+    """<figures_dir>/<name>.inputs.json: the inputs a figure (or table) was drawn from."""
+    return Path(figures_dir) / f"{name}{FIGURE_RECORD_SUFFIX}"
+
+
+def read_figure_record(figures_dir: os.PathLike, name: str) -> Optional[List[Dict[str, Any]]]:
+    """The input records saved beside a figure; None when there are none (or unreadable)."""
+    try:
+        data = json.loads(figure_record_path(figures_dir, name).read_text())
+        inputs = data["inputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return inputs if isinstance(inputs, list) else None
+
+
+def same_inputs(recorded: Optional[List[Dict[str, Any]]], current: List[Dict[str, Any]]) -> bool:
+    """Whether two lists of file_record agree file by file (path and contents)."""
+    if recorded is None:
+        return False
+    try:
+        return [(r["path"], r["sha256"]) for r in recorded] == [
+            (r["path"], r["sha256"]) for r in current
+        ]
+    except (KeyError, TypeError):
+        return False

@@ -192,6 +192,15 @@ def _interrupt(
     pending.clear()
 
 
+def _state_now(task: Task) -> str:
+    """The task's state on disk now; a state that cannot be read counts as to run (the
+    task's own command then says what is wrong, in its log)."""
+    try:
+        return task.state()
+    except Exception:  # noqa: BLE001 (any unreadable output means: make it again)
+        return "to run"
+
+
 def _slots(client: Client) -> int:
     """Tasks the cluster can run at once: its workers' threads (0 before any has joined)."""
     return sum(client.nthreads().values())
@@ -211,8 +220,14 @@ def run_tasks(
     stop: Optional[threading.Event] = None,
     grace_s: float = 120.0,
 ) -> Summary:
-    """Runs the tasks not done, each once the tasks it depends on are done, retrying failures
-    `retries` times; the others run on when one fails. Returns the summary.
+    """Runs the tasks, each once the tasks it depends on are done (or were already), retrying
+    failures `retries` times; the others run on when one fails. Returns the summary.
+
+    A task's state is read (Task.state) when it is about to start, not taken from `states`
+    (the plan printed before the run): a sampling job whose dumps an earlier task rebuilt, or
+    a plot whose inputs changed during the sweep, is judged on the files as they are then. A
+    task found done is skipped; `states` only says which unstarted tasks an interrupt leaves
+    done.
 
     A task is submitted only when a worker thread is free: given a whole graph at once, Dask
     placed every task of unknown duration on one worker and left the others idle (seen with
@@ -226,14 +241,9 @@ def run_tasks(
     root = str(repository_root())
     token = uuid.uuid4().hex[:8]
     summary = Summary()
-    pending: List[Task] = []
-    for task in tasks:
-        if states[task.key] == DONE:
-            summary.outcomes.append(Outcome(task, "skipped", "complete"))
-        else:
-            pending.append(task)
+    pending: List[Task] = list(tasks)
     todo = {t.key for t in pending}
-    succeeded: set = set()
+    succeeded: set = set()  # done now, or found done when about to start
     unrunnable: Dict[str, str] = {}  # key -> the failed task it needed
     running: Dict[str, Tuple[Task, str]] = {}  # future key -> task, log path
     futures: List[object] = []
@@ -245,8 +255,14 @@ def run_tasks(
                 return unrunnable[dep]
         return None
 
+    def ready(task: Task) -> bool:
+        return all(d in succeeded or d not in todo for d in task.deps)
+
     while pending or futures:
         if stop is not None and stop.is_set():
+            for task in [t for t in pending if states.get(t.key) == DONE]:
+                pending.remove(task)
+                summary.outcomes.append(Outcome(task, "skipped", "complete"))
             _interrupt(client, futures, running, pending, summary, grace_s)
             break
         # tasks whose dependencies failed are not run; the others start as threads free up
@@ -263,11 +279,21 @@ def run_tasks(
         if free <= 0 and not futures:
             client.wait_for_workers(1)
             continue
-        for task in list(pending):
-            if free <= 0:
-                break
-            if all(d in succeeded or d not in todo for d in task.deps):
+        skipped = True
+        while skipped and free > 0:  # a skipped task may make its dependents ready
+            skipped = False
+            for task in list(pending):
+                if free <= 0:
+                    break
+                if not ready(task):
+                    continue
                 pending.remove(task)
+                if _state_now(task) == DONE:
+                    succeeded.add(task.key)
+                    summary.outcomes.append(Outcome(task, "skipped", "complete"))
+                    bar.update(1)
+                    skipped = True
+                    continue
                 log_path = str(log_dir / task.kind / task.log_name())
                 future = client.submit(
                     run_task,

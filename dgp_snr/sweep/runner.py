@@ -2,6 +2,7 @@
 appended to the task's log file. Standard library only, so workers start without TensorFlow."""
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,22 @@ _PR_SET_PDEATHSIG = 1
 
 class TaskFailed(RuntimeError):
     """A task's command exited with a non-zero status; the message ends with its log path."""
+
+
+class _QuietTaskFailed(logging.Filter):
+    """Drops the worker's "Compute Failed" report (with its traceback) of a TaskFailed: the
+    command's own output, traceback included, is in the task's log, and the sweep's summary
+    gives its last line. Other failures (a bug in the runner itself) are still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Compute Failed") and "TaskFailed(" in str(record.args))
+
+
+def _quiet_expected_failures() -> None:
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _QuietTaskFailed) for f in logger.filters):
+        logger.addFilter(_QuietTaskFailed())
 
 
 def _die_with_parent() -> None:
@@ -51,6 +68,7 @@ def run_task(
     """Runs `python argv...` in `cwd`, appending its output to `log_path`; returns `key`.
     Raises TaskFailed (which Dask retries) when the command fails. `dependencies` are the
     results of the tasks this one waits for (unused: they order the graph)."""
+    _quiet_expected_failures()  # in the worker's process, which logs the failure
     child_env = dict(os.environ)
     child_env.update(env or {})
     if gpu_from_worker_name:  # a local GPU cluster: worker i drives GPU i

@@ -1,6 +1,12 @@
 """The sweep's tasks: every training run, merged gradient-sampling job, evaluation and plot of a
 set of targets under a profile, read from the target definitions (dgp_snr.protocol.targets);
-each task's state on disk (done / to resume / to run) and its estimated cost."""
+each task's state on disk (done / to resume / to run) and its estimated cost.
+
+A task is done when its outputs record what the task would make now, not when they exist: a
+training run by its checkpoint files, a sampling job when every dump's record matches the
+request at the run's newest checkpoint (SampleJob.problems), a plot when the inputs recorded
+beside the figure are the current ones (protocol.jobs.figure_record_path). The engine reads a
+task's state when the task is about to start."""
 
 import json
 import os
@@ -11,9 +17,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from dgp_snr.protocol import PAPER_K, PAPER_MINIBATCH, train_command
+from dgp_snr.protocol.jobs import read_figure_record, same_inputs
 from dgp_snr.protocol.profiles import Overrides, Profile
 from dgp_snr.protocol.targets import EvalJob, SampleJob, TargetSpec, target_spec
-from dgp_snr.runs import CHECKPOINT_DIR, RESULTS_FILE, RunConfig
+from dgp_snr.runs import RESULTS_FILE, RunConfig, checkpoint_steps
 
 DONE, RESUME, RUN = "done", "to resume", "to run"
 
@@ -71,19 +78,20 @@ def _train_cost(config: RunConfig) -> float:
 
 
 def train_state(config: RunConfig) -> str:
-    """done: results.json of the final checkpoint; to resume: a checkpoint; to run: none.
-    Reads the files only (no TensorFlow), as latest_checkpoint_step's index does."""
+    """done: a checkpoint at the final step and results.json of it; to resume: a checkpoint;
+    to run: none. Decided from the ckpt-<step>.index files, as train.py resumes (not from the
+    `checkpoint` state file, which may be lost, stale or damaged); no TensorFlow."""
     run_dir = config.run_dir()
     iterations = config.training.iterations
-    final = run_dir / CHECKPOINT_DIR / f"ckpt-{iterations}.index"
-    if final.is_file():
+    steps = checkpoint_steps(run_dir)
+    if iterations in steps:
         try:
             saved = json.loads((run_dir / RESULTS_FILE).read_text())
         except (OSError, ValueError):
             saved = {}
-        if saved.get("step") == iterations:
+        if isinstance(saved, dict) and saved.get("step") == iterations:
             return DONE
-    return RESUME if (run_dir / CHECKPOINT_DIR / "checkpoint").is_file() else RUN
+    return RESUME if steps else RUN
 
 
 def _train_task(config: RunConfig, observer: Optional[str]) -> Task:
@@ -128,8 +136,9 @@ def _sample_task(job: SampleJob) -> Task:
     return Task(
         key,
         "sample",
-        _argv(job.command()) + ["--no_progress"],
-        lambda: DONE if not job.missing() else RUN,
+        # --rebuild: a dump recorded with other settings (or corrupt) is sampled again.
+        _argv(job.command()) + ["--no_progress", "--rebuild"],
+        lambda: DONE if not job.problems() else RUN,
         deps=[f"train/{job.config.run_name}"],
         cost_s=cost,
     )
@@ -159,14 +168,14 @@ def plot_outputs(name: str, figures_dir: os.PathLike) -> List[Path]:
 
 
 def _plot_task(
-    name: str,
+    spec: TargetSpec,
     profile: Profile,
     overrides: Overrides,
     results_path: Path,
     figures_dir: Path,
     deps: List[str],
-    inputs: Callable[[], List[Path]],
 ) -> Task:
+    name = spec.name
     argv = [
         "experiments/plot.py",
         name,
@@ -180,13 +189,14 @@ def _plot_task(
     ]
 
     def state() -> str:
-        """done: the figure exists and is newer than every input it was drawn from."""
-        outputs = plot_outputs(name, figures_dir)
-        if not all(p.is_file() for p in outputs):
+        """done: the figure exists, the target's inputs are what it asks now, and the inputs
+        recorded beside the figure (paths and contents) are those."""
+        if not all(p.is_file() for p in plot_outputs(name, figures_dir)):
             return RUN
-        drawn = min(p.stat().st_mtime for p in outputs)
-        newest = max((p.stat().st_mtime for p in inputs() if p.is_file()), default=0.0)
-        return DONE if drawn >= newest else RUN
+        if not spec.inputs_ready():
+            return RUN
+        recorded = read_figure_record(figures_dir, name)
+        return DONE if same_inputs(recorded, spec.input_records()) else RUN
 
     return Task(f"plot/{name}", "plot", argv, state, deps=deps, cost_s=STARTUP_SECONDS)
 
@@ -231,25 +241,8 @@ def build_tasks(
             for job in merged
             if job.merge_key() in {j.merge_key() for j in spec.samples}
         ]
-        inputs = _input_files(spec)
         if spec.evaluation is not None:
             deps.append(add(_evaluate_task(spec, spec.evaluation), spec.name).key)
-        add(
-            _plot_task(spec.name, profile, overrides, results_path, figures_dir, deps, inputs),
-            spec.name,
-        )
+        add(_plot_task(spec, profile, overrides, results_path, figures_dir, deps), spec.name)
     order = {"train": 0, "sample": 1, "evaluate": 2, "plot": 3}
     return sorted(tasks.values(), key=lambda t: order[t.kind])
-
-
-def _input_files(spec: TargetSpec) -> Callable[[], List[Path]]:
-    """The files a target's figure is drawn from (data files, dumps, results of its runs)."""
-
-    def files() -> List[Path]:
-        if spec.evaluation is not None:
-            return spec.evaluation.outputs()
-        if spec.samples:
-            return [p for job in spec.samples for p in job.outputs()]
-        return [c.run_dir() / RESULTS_FILE for c in spec.runs]
-
-    return files

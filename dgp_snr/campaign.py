@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from dgp_snr import report
 from dgp_snr.configs import RunConfig
 from dgp_snr.data import get_regression_data
 from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
@@ -221,8 +222,8 @@ CURVE_COLUMNS = (
     "test_ll_se", "test_ll_repeats", "elbo_per_point_mean", "elbo_per_point_se",
     "elbo_repeats", "authors_test_ll", "authors_source", "gap_to_authors",
 )  # fmt: skip
-CURVE_FILE = "learning_curve.csv"
-AUTHORS_CSV = Path("reproduction") / "authors" / "figure_data.csv"
+CURVE_FILE = report.PAPER_RUNS_CSV.name
+AUTHORS_CSV = report.AUTHORS_CSV
 
 
 def _setting(config: RunConfig) -> Tuple[str, str]:
@@ -305,32 +306,6 @@ def _se(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
 
 
-def _number(value: float, digits: int = 3) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
-
-
-def learning_curve_markdown(curve: pd.DataFrame) -> str:
-    """The report's table, generated from learning_curve.csv alone."""
-    lines = [
-        "| run | precision | step | test LL (± SE) | train ELBO / point (± SE) "
-        "| authors' (same split) | ours − authors' |",
-        "|---|---|---:|---|---|---|---:|",
-    ]
-    for row in curve.itertuples(index=False):
-        tll = f"{_number(row.test_ll_mean)} ± {row.test_ll_se:.3f}"
-        elbo = f"{_number(row.elbo_per_point_mean)} ± {row.elbo_per_point_se:.3f}"
-        authors = (
-            "-" if not row.authors_source
-            else f"{_number(row.authors_test_ll)} ({row.authors_source})"
-        )  # fmt: skip
-        setting = f"{row.estimator.upper().replace('DREG', 'DReG')}, q(w) {row.qw}"
-        lines.append(
-            f"| {row.dataset} split {row.split}, {setting} | {row.precision} | {row.step:,} "
-            f"| {tll} | {elbo} | {authors} | {_number(row.gap_to_authors)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def committed_scalars(committed_root: os.PathLike = COMMITTED_DIR) -> Dict[str, pd.DataFrame]:
     out = {}
     for run in committed_runs(committed_root):
@@ -339,31 +314,14 @@ def committed_scalars(committed_root: os.PathLike = COMMITTED_DIR) -> Dict[str, 
     return out
 
 
-REPORT_FILE = Path("reproduction") / "REPRODUCTION.md"
-_BEGIN = "<!-- paper_runs table: written by `python experiments/paper_runs.py report` -->"
-_END = "<!-- end of paper_runs table -->"
-
-
-def with_generated_table(report: str, table: str) -> str:
-    """`report` with the text between its paper-runs markers replaced by `table`. Raises
-    ValueError when the markers are missing."""
-    if _BEGIN not in report or _END not in report:
-        raise ValueError(f"the report has no paper-runs markers ({_BEGIN} ... {_END})")
-    head, rest = report.split(_BEGIN, 1)
-    _, tail = rest.split(_END, 1)
-    return f"{head}{_BEGIN}\n{table}{_END}{tail}"
-
-
 def write_report(root: os.PathLike = ".") -> pd.DataFrame:
     """learning_curve.csv from the committed evaluations, then, from that CSV as read back,
-    the figure and the report's table."""
+    the figure and REPRODUCTION.md's generated blocks (dgp_snr.report)."""
     root = Path(root)
     committed = root / COMMITTED_DIR
     curve = learning_curve_frame(committed, root / AUTHORS_CSV)
     atomic_write_text(committed / CURVE_FILE, curve.to_csv(index=False, float_format="%.10g"))
     curve = pd.read_csv(committed / CURVE_FILE, keep_default_na=False, na_values=[""])
     draw_paper_runs(curve, committed_scalars(committed), committed)
-    report = root / REPORT_FILE
-    text = with_generated_table(report.read_text(), learning_curve_markdown(curve))
-    atomic_write_text(report, text)
+    report.write_report(root)
     return curve

@@ -27,6 +27,7 @@ from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from dgp_snr import campaign as c  # noqa: E402
+from dgp_snr import report  # noqa: E402
 
 DEFAULT_RESULTS = ROOT.parent / "paper_runs"
 
@@ -86,7 +87,7 @@ def main() -> int:
         restore(args.results_path, args.committed)
     else:
         curve = c.write_report(ROOT)
-        print(c.learning_curve_markdown(curve))
+        print(report.learning_curve_markdown(curve))
     return 0
 
 

@@ -11,6 +11,11 @@ included). Besides the paper's targets, `learning_curves` exports the test log-l
 training logged against the iterations, for the runs of Table 1 and Figure 4 under the profile
 (it has no sweep job: the curves come from the runs' training logs).
 
+    python experiments/report.py --markdown   # REPRODUCTION.md's generated tables, from the CSVs
+
+`--markdown` rewrites every generated block of reproduction/REPRODUCTION.md (dgp_snr.report)
+from the committed CSVs and exports nothing.
+
 Exit status: 0 when every target was exported (possibly from partial data), 2 when one had no
 inputs at all, 1 for a bad input.
 """
@@ -19,7 +24,8 @@ import sys
 from argparse import ArgumentParser
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout
 
 from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
 
@@ -27,6 +33,7 @@ import_tensorflow_quietly()
 
 from dgp_snr.plotting import ESTIMATORS, TIDY_FIGURES, MissingInputsError  # noqa: E402
 from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args  # noqa: E402
+from dgp_snr.report import write_report  # noqa: E402
 from dgp_snr.reproduction import DATA_FILE, export_target, loglog_slope, read_data  # noqa: E402
 
 
@@ -53,13 +60,24 @@ def print_slopes(target_dir: Path) -> None:
 
 def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("targets", nargs="+", choices=sorted(TIDY_FIGURES))
+    parser.add_argument("targets", nargs="*", help=f"of: {', '.join(sorted(TIDY_FIGURES))}")
+    parser.add_argument(
+        "--markdown", action="store_true", help="regenerate REPRODUCTION.md's tables only"
+    )
     parser.add_argument("--results_path", default=None, help="default: results/<profile>")
     parser.add_argument("--out", default="reproduction", help="the evidence folder")
     parser.add_argument("--command", default=None, help="the sweep command that made the runs")
     parser.add_argument("--wall_time_s", type=float, default=None, help="the sweep's wall time")
     add_profile_arguments(parser, default="reduced")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(f"report.py: wrote {write_report(ROOT)}")
+        return 0
+    if not args.targets:
+        parser.error("name at least one target, or --markdown")
+    unknown = sorted(set(args.targets) - set(TIDY_FIGURES))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; known: {', '.join(sorted(TIDY_FIGURES))}")
     profile, _ = profile_from_args(args)
     results_path = args.results_path or str(Path("results") / profile.name)
     if args.command is None:

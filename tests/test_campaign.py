@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dgp_snr import campaign
+from dgp_snr import campaign, report
 from dgp_snr.configs import RunConfig
 from dgp_snr.runs import CHECKPOINT_DIR, checkpoint_steps, load_run
 from dgp_snr.train_run import train
@@ -140,32 +140,16 @@ def test_the_learning_curve_reads_the_protocols_evaluations_only(tmp_path):
     n = get_regression_data("demo_normalized", 0).X_train.shape[0]
     assert row["elbo_per_point_mean"] == pytest.approx(np.mean(elbo) / n)
     assert row["gap_to_authors"] == pytest.approx(np.mean(tll) - 2.0)
-    table = campaign.learning_curve_markdown(curve)
+    table = report.learning_curve_markdown(curve)
     assert f"{np.mean(tll):+.3f}" in table and "table_1 F split 0 (2 repeats)" in table
 
 
-def test_the_generated_table_needs_its_markers():
-    with pytest.raises(ValueError, match="markers"):
-        campaign.with_generated_table("# report\n", "| a |\n")
-    text = f"x\n{campaign._BEGIN}\nold\n{campaign._END}\ny\n"
-    assert campaign.with_generated_table(text, "new\n") == (
-        f"x\n{campaign._BEGIN}\nnew\n{campaign._END}\ny\n"
-    )
-
-
-def test_the_committed_report_is_what_the_committed_data_gives():
-    """REPRODUCTION.md's paper-runs table is learning_curve.csv's, and that CSV is what the
-    committed evaluations give (nothing typed by hand)."""
+def test_the_committed_learning_curve_is_what_the_committed_evaluations_give():
     root = Path(__file__).resolve().parents[1]
     committed = root / campaign.COMMITTED_DIR
-    report = (root / campaign.REPORT_FILE).read_text()
-    block = report.split(campaign._BEGIN, 1)[1].split(campaign._END, 1)[0]
     if not (committed / campaign.CURVE_FILE).is_file():
-        assert block.strip() == ""
+        assert not any((run / "evaluation.json").is_file() for run in campaign.committed_runs())
         return
     written = pd.read_csv(committed / campaign.CURVE_FILE, keep_default_na=False, na_values=[""])
-    assert block == "\n" + campaign.learning_curve_markdown(written)
     again = campaign.learning_curve_frame(committed, root / campaign.AUTHORS_CSV)
-    pd.testing.assert_frame_equal(
-        again.reset_index(drop=True), written, check_dtype=False, rtol=1e-9
-    )
+    pd.testing.assert_frame_equal(again, written, check_dtype=False, rtol=1e-9)

@@ -30,10 +30,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from dgp_snr.gradient_dumps import dump_problem, requested_step
-from dgp_snr.io import write_json
 from dgp_snr.plotting.dumps import find_dump
 from dgp_snr.protocol import targets as protocol_targets
-from dgp_snr.protocol.jobs import figure_record_path
+from dgp_snr.protocol.jobs import figure_record_path, write_figure_record
 from dgp_snr.runs import RunConfig, latest_checkpoint_step
 
 FIGURES_DIR = "figures"
@@ -289,7 +288,7 @@ class TidyFigure:
             print(report.text, file=sys.stdout if out is None else out)
         report.outputs = self.draw(df, figures_dir, **draw_options)
         if report.inputs is not None:
-            write_json(record, {"figure": self.name, "inputs": report.inputs}, indent=1)
+            write_figure_record(figures_dir, self.name, report.inputs)
         return _finish(report, out)
 
     def signature(self) -> inspect.Signature:

@@ -25,6 +25,7 @@ from dgp_snr.gradient_dumps import (
     read_dump_meta,
     requested_step,
 )
+from dgp_snr.io import write_json
 from dgp_snr.protocol import (
     ELBO_REPEATS,
     GRADIENT_SAMPLES,
@@ -332,6 +333,25 @@ def figure_record_path(figures_dir: os.PathLike, name: str) -> Path:
     return Path(figures_dir) / f"{name}{FIGURE_RECORD_SUFFIX}"
 
 
+def relative_records(
+    records: List[Dict[str, Any]], figures_dir: os.PathLike
+) -> List[Dict[str, Any]]:
+    """file_record's with each path relative to `figures_dir` (as a figure's record holds them,
+    so a results folder moved or copied whole keeps its figures up to date)."""
+    base = Path(figures_dir).absolute()
+    return [{**r, "path": os.path.relpath(r["path"], base)} for r in records]
+
+
+def write_figure_record(
+    figures_dir: os.PathLike, name: str, records: List[Dict[str, Any]]
+) -> Path:
+    """Writes the figure's input records (paths relative to `figures_dir`) beside it."""
+    path = figure_record_path(figures_dir, name)
+    inputs = relative_records(records, figures_dir)
+    write_json(path, {"figure": name, "inputs": inputs}, indent=1)
+    return path
+
+
 def read_figure_record(figures_dir: os.PathLike, name: str) -> Optional[List[Dict[str, Any]]]:
     """The input records saved beside a figure; None when there are none (or unreadable)."""
     try:
@@ -342,10 +362,13 @@ def read_figure_record(figures_dir: os.PathLike, name: str) -> Optional[List[Dic
     return inputs if isinstance(inputs, list) else None
 
 
-def same_inputs(recorded: Optional[List[Dict[str, Any]]], current: List[Dict[str, Any]]) -> bool:
-    """Whether two lists of file_record agree file by file (path and contents)."""
+def figure_is_current(figures_dir: os.PathLike, name: str, spec: "TargetSpec") -> bool:
+    """Whether the inputs recorded beside the figure are the target's inputs now, file by file
+    (path and contents)."""
+    recorded = read_figure_record(figures_dir, name)
     if recorded is None:
         return False
+    current = relative_records(spec.input_records(), figures_dir)
     try:
         return [(r["path"], r["sha256"]) for r in recorded] == [
             (r["path"], r["sha256"]) for r in current

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from dgp_snr.protocol import PAPER_K, PAPER_MINIBATCH, train_command
-from dgp_snr.protocol.jobs import read_figure_record, same_inputs
+from dgp_snr.protocol.jobs import figure_is_current
 from dgp_snr.protocol.profiles import Overrides, Profile
 from dgp_snr.protocol.targets import EvalJob, SampleJob, TargetSpec, target_spec
 from dgp_snr.runs import RESULTS_FILE, RunConfig, checkpoint_steps
@@ -195,8 +195,7 @@ def _plot_task(
             return RUN
         if not spec.inputs_ready():
             return RUN
-        recorded = read_figure_record(figures_dir, name)
-        return DONE if same_inputs(recorded, spec.input_records()) else RUN
+        return DONE if figure_is_current(figures_dir, name, spec) else RUN
 
     return Task(f"plot/{name}", "plot", argv, state, deps=deps, cost_s=STARTUP_SECONDS)
 

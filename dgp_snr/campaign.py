@@ -194,25 +194,43 @@ def run_folders(results_path: os.PathLike) -> List[Path]:
     return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
+def _evaluated(run_dir: Path, campaign: Campaign) -> set:
+    """Steps whose test log-likelihood and ELBO at the campaign's protocol are cached."""
+    cache = _merged_json([run_dir / EVALUATION_FILE])
+    config = load_config(run_dir)
+    need = {
+        "test_ll": (campaign.num_predictive_samples, campaign.repeats),
+        "train_elbo": (config.model.num_importance_samples, campaign.elbo_repeats),
+    }
+    found: Dict[int, set] = {}
+    for key in cache:
+        fields = _parse_key(key)
+        if need.get(fields["kind"]) == (int(fields["S"]), int(fields["R"])):
+            found.setdefault(int(fields["step"]), set()).add(fields["kind"])
+    return {step for step, kinds in found.items() if kinds == set(need)}
+
+
+def pending_evaluations(run_dir: os.PathLike, campaign: Campaign = PAPER_CAMPAIGN) -> List[int]:
+    """The campaign's eval_steps that the run has a checkpoint for (rolling or kept) and that
+    are not evaluated yet (reads files only)."""
+    run_dir = Path(run_dir)
+    available = set(checkpoint_steps(run_dir)) | set(checkpoint_steps(run_dir, kept=True))
+    done = _evaluated(run_dir, campaign)
+    return [s for s in campaign.eval_steps if s in available and s not in done]
+
+
 def evaluate_steps(
     run_dir: os.PathLike, campaign: Campaign = PAPER_CAMPAIGN, progress: bool = False
 ) -> List[int]:
-    """Evaluates the run at every step of `campaign.eval_steps` it has a checkpoint for
-    (rolling or kept) and that is not yet cached; returns the steps evaluated now."""
-    run_dir = Path(run_dir)
-    available = set(checkpoint_steps(run_dir)) | set(checkpoint_steps(run_dir, kept=True))
-    done = []
-    for step in campaign.eval_steps:
-        if step not in available:
-            continue
-        result = evaluate_run(
+    """Evaluates the run with the campaign's protocol at every pending step; returns them."""
+    steps = pending_evaluations(run_dir, campaign)
+    for step in steps:
+        evaluate_run(
             run_dir, test_ll=True, elbo=True, step=step,
             num_predictive_samples=campaign.num_predictive_samples, repeats=campaign.repeats,
             elbo_repeats=campaign.elbo_repeats, progress=progress,
         )  # fmt: skip
-        if not all(result.cached.values()):
-            done.append(step)
-    return done
+    return steps
 
 
 # ------------------------------------------------------------------------------------ report

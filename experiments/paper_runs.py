@@ -53,6 +53,17 @@ def evaluate(results_path: Path, progress: bool = False) -> None:
             print(f"{run_dir.name}: evaluated step {step}", flush=True)
 
 
+def _evaluate_in_subprocess(results_path: Path) -> None:
+    """A fresh interpreter per round: an evaluation that fails (or code edited since the
+    campaign started, which autograph would read mid-run) never stops the campaign."""
+    if not any(c.pending_evaluations(run_dir) for run_dir in c.run_folders(results_path)):
+        return
+    argv = [sys.executable, __file__, "evaluate", "--results_path", str(results_path)]
+    done = subprocess.run(argv)
+    if done.returncode:
+        print(f"paper_runs: evaluation failed (exit {done.returncode}); retrying", flush=True)
+
+
 def run(results_path: Path, committed: Path, poll_s: float) -> int:
     restore(results_path, committed)
     argv = [sys.executable, str(ROOT / "experiments" / "sweep.py")]
@@ -61,12 +72,12 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
     sweep = subprocess.Popen(argv)
     try:
         while sweep.poll() is None:
-            evaluate(results_path)
+            _evaluate_in_subprocess(results_path)
             time.sleep(poll_s)
     except KeyboardInterrupt:
         sweep.wait()  # the sweep saves its trainings on SIGINT
         raise
-    evaluate(results_path)
+    _evaluate_in_subprocess(results_path)
     return sweep.returncode
 
 

@@ -128,8 +128,13 @@ def test_the_learning_curve_reads_the_protocols_evaluations_only(tmp_path):
     authors = tmp_path / "authors.csv"
     _authors().assign(dataset="demo_normalized").to_csv(authors, index=False)
     protocol = campaign.Campaign(
-        targets=(), datasets=(), splits=(), precision="float64", repeats=3, elbo_repeats=3
-    )
+        targets=(), datasets=(), splits=(), precision="float64", repeats=3, elbo_repeats=3,
+        eval_steps=(1, 2),
+    )  # fmt: skip
+    assert campaign.pending_evaluations(committed / config.run_name, protocol) == []
+    (committed / config.run_name / "evaluation.json").unlink()
+    assert campaign.pending_evaluations(committed / config.run_name, protocol) == [2]
+    (committed / config.run_name / "evaluation.json").write_text(json.dumps(evaluations))
     curve = campaign.learning_curve_frame(committed, authors, protocol)
     assert len(curve) == 1
     row = curve.iloc[0]

@@ -10,7 +10,10 @@ sample_gradients.py, then evaluate.py), then draws what exists into <figures_dir
 --iterations, --splits, --datasets, --M, --num_samples) draw a profile's runs, as sweep.py does.
 Exit status: 0 when drawn (possibly from
 partial data; with `all`, when at least one was drawn), 2 when none of the inputs exist, 1 for a
-bad input (e.g. a corrupt dump or data file).
+bad input (e.g. a corrupt dump or data file, or a dump recorded with other settings than asked,
+such as an older checkpoint or another --num_samples: one line names it and the
+sample_gradients.py --rebuild command). Beside each figure, <name>.inputs.json records the
+identity of every input it was drawn from.
 """
 
 import sys

@@ -149,6 +149,7 @@ def test_2_another_number_of_estimates_is_refused_or_rebuilt(copy, capsys, monke
     reg0 = dump_path(run_dir, "reg", 1, 1, 0)
     before = {p: _sha256(p) for p in _dumps(copy)}
     common = [RUN_NAME, "--results_path", str(copy), "--ks", "1,10", "--num_datapoints", "2"]
+    common += ["--no_progress"]
     sample = _script("sample_gradients")
     assert sample.main(common + ["--num_samples", "40", "--estimator", "reg"]) == 2
     err = capsys.readouterr().err.strip()
@@ -321,8 +322,7 @@ def test_a_task_state_is_read_when_it_is_about_to_start(tmp_path):
 def test_a_failed_commands_traceback_stays_in_its_log(tmp_path):
     """The worker does not print "Compute Failed" and the command's traceback to the terminal;
     the summary keeps the one-line reason and the log the traceback."""
-    program = textwrap.dedent(
-        f"""
+    program = textwrap.dedent(f"""
         from pathlib import Path
         from distributed import Client
         from dgp_snr.sweep import engine
@@ -334,8 +334,7 @@ def test_a_failed_commands_traceback_stays_in_its_log(tmp_path):
                 summary = engine.run_tasks(client, [task], {{}}, Path({str(tmp_path)!r}),
                                            retries=1, progress=False, poll_s=0.2)
         print(summary.table())
-        """
-    )
+        """)
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, env=_env(), cwd=REPO
     )

@@ -13,9 +13,10 @@ A figure is drawn only from inputs that match what it asks: a gradient dump whos
 (gradient_dumps.DumpRequest: step = the run's newest checkpoint, K, batch, data point,
 estimator, number of estimates, seed, precision) differs, or that is corrupt, stops it with
 StaleInputsError (one line naming the file, what it holds, what was asked and the command
-that rebuilds it). `make` writes the identity of each input (protocol.jobs.file_record: path,
-sha256, a dump's record) to <figures_dir>/<name>.inputs.json beside the figure, which the
-sweep compares with the current inputs to decide whether the figure is up to date.
+that rebuilds it). `make` writes the identity of each input (protocol.jobs.file_record: path
+relative to the figures folder, sha256, a dump's record) to <figures_dir>/<name>.inputs.json
+beside the figure, which the sweep compares with the current inputs to decide whether the
+figure is up to date.
 """
 
 import inspect

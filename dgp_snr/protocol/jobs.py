@@ -6,6 +6,12 @@ dgp_snr.protocol.targets, which also exports these names.
 Vocabulary (as in dgp_snr.configs / evaluation / gradients): `num_estimates` (R) is the number
 of gradient estimates per dump, `num_predictive_samples` (S) the number of predictive samples
 per test log-likelihood; the scripts' flag for either is still `--num_samples`.
+
+Provenance: a SampleJob's dumps are done when each one's record matches the job's request at
+the run's newest checkpoint (SampleJob.problems); an EvalJob's data files when every pair was
+evaluated at its iterations with its samples and repeats; a figure records file_record of each
+of its TargetSpec.input_files beside it (write_figure_record) and is current while they are
+unchanged (figure_is_current).
 """
 
 import hashlib

@@ -27,6 +27,7 @@ from dgp_snr.evaluation import (
 )
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
 from dgp_snr.protocol import PROFILES, paper_config
+from dgp_snr.protocol.profiles import REDUCED_ITERATIONS
 from dgp_snr.protocol.targets import runs_of_targets
 from dgp_snr.reproduction import (
     DATA_FILE,
@@ -45,6 +46,8 @@ COMMITTED = sorted(p.parent for p in (ROOT / "reproduction").glob("*/data.csv"))
 FIG1_KS = (1, 5, 10)
 FIG2_KS = (1, 10)
 R = 200  # gradient estimates per synthetic dump
+STEP = REDUCED_ITERATIONS  # the step the synthetic dumps record
+RECORDED = dict(num_estimates=R, iterations=STEP)  # what the figures ask: the dumps' record
 
 
 def _png_ok(path: Path) -> bool:
@@ -63,7 +66,10 @@ def _dump(
         "layer0/b0": rng.standard_normal((R, 20)),
     }
     meta = dict(K=K, batch_size=batch_size, num_samples=R, datapoint=datapoint)
-    meta.update(batch_start=max(datapoint, 0), step=1, estimator=estimator)
+    # the record figures check (gradient_dumps.RECORD_FIELDS): without their run, the dumps
+    # are asked at the iterations (the reduced profile's); split 0, so seed 0
+    meta.update(batch_start=max(datapoint, 0), step=STEP, estimator=estimator)
+    meta.update(seed=0, precision="float64")
     save_gradient_dump(path, samples, meta, aggregates=aggregates)
 
 
@@ -90,10 +96,12 @@ def results(tmp_path_factory) -> Path:
 
 
 FIGURE_PARAMS = {
-    "figure_1": dict(ks=FIG1_KS, num_datapoints=2),
+    "figure_1": dict(ks=FIG1_KS, num_datapoints=2, num_estimates=R, iterations=STEP),
     # draw options travel through meta.json (None: ranges and bins from the samples)
-    "figure_2": dict(ks=FIG2_KS, x_range=None, bins=None),
-    "figure_9": dict(batch_sizes=(1, 64), ks=FIG1_KS, num_datapoints=1),
+    "figure_2": dict(ks=FIG2_KS, x_range=None, bins=None, num_estimates=R, iterations=STEP),
+    "figure_9": dict(
+        batch_sizes=(1, 64), ks=FIG1_KS, num_datapoints=1, num_estimates=R, iterations=STEP
+    ),
 }
 
 
@@ -146,9 +154,9 @@ def test_export_target_writes_data_figure_and_meta(exported, results):
 
 def test_csv_round_trip_keeps_the_figure_numbers(results, exported, tmp_path):
     out = io.StringIO()
-    fig1, _ = plotting.figure_1_data(results, FIG1_KS, 2, out=out)
-    fig2, _ = plotting.figure_2_data(results, FIG2_KS, out=out)
-    fig9, _ = plotting.figure_9_data(results, (1, 64), FIG1_KS, 1, out=out)
+    fig1, _ = plotting.figure_1_data(results, FIG1_KS, 2, out=out, **RECORDED)
+    fig2, _ = plotting.figure_2_data(results, FIG2_KS, out=out, **RECORDED)
+    fig9, _ = plotting.figure_9_data(results, (1, 64), FIG1_KS, 1, out=out, **RECORDED)
     assert list(fig1.columns) == list(plotting.FIGURE_1_COLUMNS)
     assert list(fig2.columns) == list(plotting.FIGURE_2_COLUMNS)
     assert list(fig9.columns) == list(plotting.SNR_SUMMARY_COLUMNS)
@@ -242,7 +250,7 @@ def test_report_cli_exports_and_prints_slopes(results, tmp_path, capsys):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     argv = ["figure_1", "figure_2", "figure_9", "--profile", "reduced"]
-    argv += ["--results_path", str(results)]
+    argv += ["--results_path", str(results), "--num_samples", str(R)]  # the dumps' R
     argv += ["--out", str(tmp_path), "--command", "sweep", "--wall_time_s", "3"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

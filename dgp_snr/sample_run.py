@@ -109,7 +109,11 @@ def sample_gradients(
     run_config = load_config(run_dir)
 
     datapoints: List[Optional[int]] = list(range(num_datapoints)) if batch_size == 1 else [None]
+    # The step existing dumps must record: as asked, else the newest checkpoint, else (dumps
+    # kept without their checkpoints) the configured iterations, as the sweep and plots ask.
     latest = latest_checkpoint_step(run_dir) if step is None else step
+    if latest is None:
+        latest = run_config.training.iterations
     pending, set_aside = _pending(
         run_dir, run_config, datapoints, ks, num_estimates, batch_size, estimator,
         save_aggregates, latest, rebuild,
@@ -180,7 +184,7 @@ def _pending(
     batch_size: int,
     estimator: str,
     aggregates: bool,
-    step: Optional[int],
+    step: int,
     rebuild: bool,
 ) -> Tuple[List[Tuple[Optional[int], int]], Set[Path]]:
     """The (data point, K) to sample, and the existing dumps to set aside as .stale when
@@ -193,7 +197,7 @@ def _pending(
     for dp in datapoints:
         for K in ks:
             path = dump_path(run_dir, estimator, batch_size, K, dp, aggregates)
-            if not path.exists() or step is None:  # no checkpoint: load_run says so
+            if not path.exists():
                 pending.append((dp, K))
                 continue
             request = dump_request(config, estimator, batch_size, K, dp, num_estimates, step)

@@ -34,7 +34,7 @@ from dgp_snr.runs import (
     checkpoint_steps,
     load_config,
 )
-from dgp_snr.train_run import TENSORBOARD_DIR
+from dgp_snr.train_run import TENSORBOARD_DIR, check_resumable
 
 #: Where the committed state lives, relative to the repository root.
 COMMITTED_DIR = Path("reproduction") / "paper_runs"
@@ -151,7 +151,8 @@ def save_run(run_dir: os.PathLike, committed_root: os.PathLike = COMMITTED_DIR) 
 def restore_run(committed: os.PathLike, results_path: os.PathLike) -> str:
     """Brings the committed run into <results_path>/<run>/ unless that folder already has a
     checkpoint at least as new; returns what it did, in words. Evaluations are merged (the
-    local ones win). Raises ValueError when the folder holds a run with other settings."""
+    local ones win). Raises ValueError when the folder holds checkpoints of a run with other
+    settings (train_run.check_resumable)."""
     committed = Path(committed)
     run_dir = Path(results_path) / committed.name
     steps = checkpoint_steps(committed)
@@ -159,11 +160,8 @@ def restore_run(committed: os.PathLike, results_path: os.PathLike) -> str:
         raise FileNotFoundError(f"{committed} holds no committed checkpoint")
     step = steps[-1]
     local_config = run_dir / CONFIG_FILE
-    if local_config.is_file() and load_config(run_dir) != load_config(committed):
-        raise ValueError(
-            f"{run_dir} holds a run with other settings than {committed / CONFIG_FILE}; "
-            "move it away to restore the committed one"
-        )
+    # As a resume would: settings must agree, run-control ones (results_path, ...) may differ.
+    check_resumable(load_config(committed), run_dir)
     evaluations = _merged_json([committed / EVALUATION_FILE, run_dir / EVALUATION_FILE])
     if evaluations:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -265,8 +263,12 @@ def authors_value(authors: pd.DataFrame, dataset: str, split: int, estimator: st
     ]  # fmt: skip
     if rows.empty:
         return None, ""
-    label = f"{quantity.split('_tll')[0]} {'T' if flag else 'F'} split {split}"
-    return float(rows["value"].mean()), f"{label} ({len(rows)} repeats)"
+    if qw == "fixed":
+        label = "Figure 4's fixed-q(w) run"
+    else:
+        label = f"Table 1's {'DReG' if flag else 'REG'} run"
+    repeats = f"mean of {len(rows)} repeats" if len(rows) > 1 else "1 evaluation"
+    return float(rows["value"].mean()), f"{label}, {repeats}"
 
 
 def _parse_key(key: str) -> Dict[str, str]:

@@ -238,7 +238,7 @@ def learning_curve_markdown(curve: pd.DataFrame) -> str:
     """The report's table, generated from learning_curve.csv alone."""
     lines = [
         "| run | precision | step | test LL (± SE) | train ELBO / point (± SE) "
-        "| authors' (same split) | ours − authors' |",
+        "| authors' (same split: run, repeats) | ours − authors' |",
         "|---|---|---:|---|---|---|---:|",
     ]
     for row in curve.itertuples(index=False):

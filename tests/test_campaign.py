@@ -42,7 +42,7 @@ def test_a_saved_run_restored_elsewhere_resumes_bit_identically(tmp_path, monkey
     scalars = pd.read_csv(saved / campaign.SCALARS_FILE)
     assert set(scalars["step"]) == {2, 4}
 
-    # Machine B: the committed state only; training resumes to 8.
+    # Machine B, another results folder: the committed state only; training resumes to 8.
     later = _config(tmp_path / "machine_b", 8)
     message = campaign.restore_run(saved, tmp_path / "machine_b")
     assert "restored the committed checkpoint at step 4" in message
@@ -146,7 +146,10 @@ def test_the_learning_curve_reads_the_protocols_evaluations_only(tmp_path):
     assert row["elbo_per_point_mean"] == pytest.approx(np.mean(elbo) / n)
     assert row["gap_to_authors"] == pytest.approx(np.mean(tll) - 2.0)
     table = report.learning_curve_markdown(curve)
-    assert f"{np.mean(tll):+.3f}" in table and "table_1 F split 0 (2 repeats)" in table
+    assert (
+        f"{np.mean(tll):+.3f}" in table
+        and "+2.000 (Table 1's REG run, mean of 2 repeats)" in table
+    )
 
 
 def test_the_committed_learning_curve_is_what_the_committed_evaluations_give():

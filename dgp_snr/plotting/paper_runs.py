@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 
 from dgp_snr.plotting.common import _save, _setup_style
+from dgp_snr.protocol import PAPER_ITERATIONS
 
 #: Colours per (estimator, q(w)), as the learning-curves figure of the reduced runs.
 _COLORS = {("reg", "learned"): "#1f77b4", ("dreg", "learned"): "#ff7f0e"}
@@ -18,6 +19,8 @@ _COLORS[("reg", "fixed")] = "#2ca02c"
 _LABELS = {("reg", "learned"): "REG", ("dreg", "learned"): "DReG"}
 _LABELS[("reg", "fixed")] = "REG, q(w) fixed"
 LOG_TAG = "test/test_loglik"
+#: Nats shown below the lowest evaluation or authors' value (the training log may go lower).
+LOG_MARGIN = 3.0
 
 
 def draw_paper_runs(
@@ -25,7 +28,7 @@ def draw_paper_runs(
 ) -> List[Path]:
     """learning_curve.pdf/.png: one panel per dataset and split; per run, the protocol's
     evaluations (mean ± 2 SE over repeats), the training log's 100-sample test log-likelihood
-    (thin line) and the authors' value (dashed)."""
+    (thin line, cut at LOG_MARGIN below the evaluations) and the authors' value (dashed)."""
     _setup_style()
     panels = curve[["dataset", "split"]].drop_duplicates().itertuples(index=False)
     panels = list(panels)
@@ -47,11 +50,20 @@ def draw_paper_runs(
             reference = df["authors_test_ll"].dropna()
             if not reference.empty:
                 ax.axhline(reference.iloc[0], color=color, ls="--", lw=1)
+        # The 100-sample training log dips far below the evaluations; keep those in view.
+        anchors = pd.concat([rows["test_ll_mean"], rows["authors_test_ll"]]).dropna()
+        if not anchors.empty:
+            ax.set_ylim(anchors.min() - LOG_MARGIN, anchors.max() + 0.5)
         ax.set_xscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel("test log-likelihood")
         precision = ", ".join(sorted(rows["precision"].unique()))
         ax.set_title(f"{dataset} split {split} ({precision} precision)")
-        ax.legend(loc="lower right", fontsize=9, title="dots: 10 x 10,000; dashed: authors")
+        ax.set_xlim(800, 1.1 * PAPER_ITERATIONS)
+        legend = ax.legend(
+            loc="lower right", fontsize=8, title_fontsize=8, ncol=3,
+            title="dots: 10 x 10,000 samples; lines: training log (100 samples); dashed: authors'",
+        )  # fmt: skip
+        legend.get_frame().set_alpha(0.9)
     fig.tight_layout()
     return _save(fig, "learning_curve", out_dir)

@@ -125,6 +125,13 @@ def test_1_a_new_checkpoint_resamples_the_dumps_and_redraws_from_them(copy):
     at step 60 and the figure is drawn from those (its record says step 60)."""
     png = copy / "figures" / "figure_1.png"
     drawn = png.stat().st_mtime_ns
+    # planned as such: the dumps are asked at the final step, which the run has not reached
+    assert _plan(copy, "--iterations", "60") == {
+        f"train/{RUN_NAME}": RESUME,
+        f"sample/{RUN_NAME}/reg_bs1_raw_n20": RUN,
+        f"sample/{RUN_NAME}/dreg_bs1_raw_n20": RUN,
+        "plot/figure_1": RUN,
+    }
     done = _sweep(copy, "--iterations", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "done 4 " in done.stdout and "failed 0" in done.stdout

@@ -138,7 +138,8 @@ def _sample_task(job: SampleJob) -> Task:
         "sample",
         # --rebuild: a dump recorded with other settings (or corrupt) is sampled again.
         _argv(job.command()) + ["--no_progress", "--rebuild"],
-        lambda: DONE if not job.problems() else RUN,
+        # Until its run is trained to the end, its dumps (asked at the final step) are not.
+        lambda: DONE if train_state(job.config) == DONE and not job.problems() else RUN,
         deps=[f"train/{job.config.run_name}"],
         cost_s=cost,
     )
@@ -189,11 +190,12 @@ def _plot_task(
     ]
 
     def state() -> str:
-        """done: the figure exists, the target's inputs are what it asks now, and the inputs
-        recorded beside the figure (paths and contents) are those."""
+        """done: the figure exists, the target's runs are trained to the end, its inputs are
+        what it asks now, and the inputs recorded beside the figure (paths and contents) are
+        those."""
         if not all(p.is_file() for p in plot_outputs(name, figures_dir)):
             return RUN
-        if not spec.inputs_ready():
+        if any(train_state(c) != DONE for c in spec.runs) or not spec.inputs_ready():
             return RUN
         return DONE if figure_is_current(figures_dir, name, spec) else RUN
 

@@ -30,12 +30,18 @@ from dgp_snr.protocol import PROFILES, paper_config
 from dgp_snr.protocol.profiles import REDUCED_ITERATIONS
 from dgp_snr.protocol.targets import runs_of_targets
 from dgp_snr.reproduction import (
+    ALL_K,
     DATA_FILE,
+    LARGE_K,
     META_FILE,
+    SLOPE_RANGES,
+    TOO_FEW_POINTS,
+    curve_slopes,
     export_target,
     loglog_slope,
     read_data,
     redraw,
+    slope_fits,
     write_data,
 )
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, load_run, save_config
@@ -219,8 +225,7 @@ def test_loglog_slope_recovers_a_known_slope():
     # Without noise the fit is exact.
     exact = loglog_slope(_snr_frame(rng, ks, {"reg": -0.5}, sigma=0.0), "reg")
     assert exact.slope == pytest.approx(-0.5, abs=1e-12) and exact.stderr < 1e-12
-    with pytest.raises(ValueError, match="at least 3"):
-        loglog_slope(_snr_frame(rng, [1, 10], {"reg": -0.5}), "reg")
+    assert loglog_slope(_snr_frame(rng, [1, 10], {"reg": -0.5}), "reg").too_few
     with pytest.raises(ValueError, match="no rows"):
         loglog_slope(df, "iwae")
 
@@ -230,6 +235,76 @@ def test_loglog_slope_recovers_a_known_slope():
     both = pd.concat([one, other], ignore_index=True)
     assert loglog_slope(both, "reg", batch_size=64).slope == pytest.approx(-0.2, abs=1e-12)
     assert loglog_slope(both, "reg", batch_size=1).slope == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_a_slope_from_two_values_of_k_reports_too_few_points():
+    fit = loglog_slope(_snr_frame(np.random.default_rng(2), [1, 10], {"reg": -0.5}), "reg")
+    assert fit.too_few and fit.num_ks == 2 and fit.ks == (1.0, 10.0)
+    assert np.isnan(fit.slope) and np.isnan(fit.ci_low) and np.isnan(fit.ci_high)
+    text = str(fit)
+    assert TOO_FEW_POINTS in text and "CI" not in text and "[" not in text
+    assert text == "reg, all K (K = 1-10, 2 values): too few points (a slope needs 3 values of K)"
+
+
+def test_slope_ranges_are_declared_and_the_large_k_range_needs_three_values():
+    # Declared in code, before any data: the whole range and K >= 10.
+    assert SLOPE_RANGES == (ALL_K, LARGE_K) and (LARGE_K.k_min, LARGE_K.k_max) == (10, np.inf)
+    rng = np.random.default_rng(3)
+    # Exact power laws: SNR = 2 K^(-1/2) for K >= 10, and a K = 1 point off the law; the
+    # K >= 10 fit sees only its own values of K and gives -1/2 exactly.
+    df = _snr_frame(rng, [1, 10, 30, 100], {"reg": -0.5}, sigma=0.0)
+    df.loc[df["K"] == 1, "snr"] *= 0.25
+    full, large = slope_fits(df, "reg")
+    assert (full.k_range, full.ks, full.num_ks) == ("all K", (1.0, 10.0, 30.0, 100.0), 4)
+    assert full.slope > -0.5 + 0.1  # the K = 1 point flattens the whole-range fit
+    assert (large.k_range, large.ks, large.num_ks) == ("K >= 10", (10.0, 30.0, 100.0), 3)
+    assert large.slope == pytest.approx(-0.5, abs=1e-12) and large.dof == 1
+    # the 95% t-interval with n - 2 = 1 degree of freedom (zero width for exact data)
+    assert large.ci_low <= large.slope <= large.ci_high
+    # 2 values of K >= 10: declared, reported as too few points, never an interval
+    full, large = slope_fits(_snr_frame(rng, [1, 5, 10, 100], {"dreg": 0.5}), "dreg")
+    assert not full.too_few and full.num_ks == 4
+    assert large.too_few and large.ks == (10.0, 100.0) and TOO_FEW_POINTS in str(large)
+    # no value of K >= 10, or the same values as the whole range: one fit
+    assert [f.k_range for f in slope_fits(_snr_frame(rng, [1, 2, 5], {"reg": -0.5}), "reg")] == [
+        "all K"
+    ]
+    only = slope_fits(_snr_frame(rng, [10, 20, 50], {"reg": -0.5}, sigma=0.0), "reg")
+    assert len(only) == 1 and only[0].slope == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_exact_power_law_data_gives_its_exponent_in_every_range():
+    rng = np.random.default_rng(4)
+    ks = [1, 2, 5, 10, 20, 50, 100]
+    for a in (-0.5, 0.5, -0.37, 1.2):
+        for c in (0.01, 3.0):
+            df = _snr_frame(rng, ks, {"dreg": a}, c=c, sigma=0.0)
+            fits = slope_fits(df, "dreg")
+            assert [f.k_range for f in fits] == ["all K", "K >= 10"]
+            for fit in fits:
+                assert fit.slope == pytest.approx(a, abs=1e-12)
+                # the mean over parameters is c K^a times the parameters' mean spread: at
+                # K = 1, exp(intercept)
+                at_1 = df.loc[df["K"] == 1, "snr"].mean()
+                assert fit.intercept == pytest.approx(np.log(at_1), abs=1e-12)
+
+
+def test_curve_slopes_fits_each_curve_of_a_frame():
+    rng = np.random.default_rng(5)
+    ks = [1, 5, 10, 20, 50]
+    frames = [
+        _snr_frame(rng, ks, {"reg": a}, sigma=0.0).assign(batch_size=bs)
+        for bs, a in ((1, -0.3), (64, -0.5))
+    ]
+    slopes = curve_slopes(pd.concat(frames, ignore_index=True))
+    assert [(c, f.k_range) for c, f in slopes] == [
+        ({"batch_size": 1}, "all K"),
+        ({"batch_size": 1}, "K >= 10"),
+        ({"batch_size": 64}, "all K"),
+        ({"batch_size": 64}, "K >= 10"),
+    ]
+    for (curve, fit), a in zip(slopes, (-0.3, -0.3, -0.5, -0.5)):
+        assert fit.slope == pytest.approx(a, abs=1e-12)
 
 
 def test_loglog_slope_interval_covers_at_its_level():
@@ -254,9 +329,13 @@ def test_report_cli_exports_and_prints_slopes(results, tmp_path, capsys):
     argv += ["--out", str(tmp_path), "--command", "sweep", "--wall_time_s", "3"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "figure_1: reg: slope -" in out and "figure_1: dreg: slope +" in out
-    assert "figure_9 (batch_size=1): reg: slope -" in out
-    assert "figure_9 (batch_size=64): reg: slope -" in out
+    # the declared ranges: all K fitted; K >= 10 holds one K here, so too few points
+    assert "figure_1: reg, all K (K = 1-10, 3 values): slope -" in out
+    assert "figure_1: dreg, all K (K = 1-10, 3 values): slope +" in out
+    assert "figure_1: reg, K >= 10 (K = 10, 1 value): too few points" in out
+    assert "figure_9 (batch_size=1): reg, all K (K = 1-10, 3 values): slope -" in out
+    assert "figure_9 (batch_size=64): reg, all K (K = 1-10, 3 values): slope -" in out
+    assert "CI" not in "".join(line for line in out.splitlines() if "too few" in line)
     assert _png_ok(tmp_path / "figure_1" / "figure_1.png")
     meta = json.loads((tmp_path / "figure_1" / META_FILE).read_text())
     # the reduced profile's K grid and points: partial data, the rest listed

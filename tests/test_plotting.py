@@ -1,21 +1,28 @@
 """The figures and Table 1 from small inputs: real gradient dumps of a tiny run (figure 1),
-synthetic dumps and data files elsewhere; the printed commands, partial data, bad inputs."""
+synthetic dumps and data files elsewhere; the printed commands, partial data, bad inputs; and
+what the drawn figures show (log axes, fitted slopes, error bars, strip plots, ranges)."""
 
 import importlib.util
 import io
 import re
 from pathlib import Path
 
+import matplotlib
+import matplotlib.collections
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
+from matplotlib import pyplot as plt
 
 from dgp_snr import plotting
 from dgp_snr.evaluation import FigureDataRow, figure_data_path, write_figure_data
-from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
+from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler
-from dgp_snr.plotting import MissingInputsError
+from dgp_snr.plotting import MissingInputsError, evaluation_figures, snr_summary
+from dgp_snr.plotting import snr as snr_figures
 from dgp_snr.protocol import paper_config
+from dgp_snr.reproduction import slope_fits
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, save_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,3 +298,276 @@ def test_plot_cli_exit_status(tmp_path, capsys):
     bad.write_text("power F 0 not-a-number\n")
     assert cli.main(["figure_4", "--results_path", str(tmp_path)]) == 1
     assert f"{bad}, line 1: malformed figure data" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ figures that
+# show their claim (issue 19): drawn from frames alone, the drawn figure inspected
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the draw functions make, kept open (not saved) for inspection."""
+    figures = []
+
+    def keep(fig, name, figures_dir):
+        figures.append(fig)
+        return []
+
+    for module in (snr_figures, snr_summary, evaluation_figures):
+        monkeypatch.setattr(module, "_save", keep)
+    yield figures
+    for fig in figures:
+        plt.close(fig)
+
+
+def _summary(rows, se=True) -> pd.DataFrame:
+    """An SNR_SUMMARY_COLUMNS frame from (dataset, depth, estimator, batch, K, snr, se)."""
+    records = [
+        (
+            d,
+            depth,
+            50,
+            est,
+            bs,
+            K,
+            plotting.ALL_WEIGHTS,
+            v,
+            640,
+            1,
+            200,
+            s,
+            snr_summary.SE_BOOTSTRAP,
+        )
+        for d, depth, est, bs, K, v, s in rows
+    ]
+    df = pd.DataFrame(records, columns=list(plotting.SNR_SUMMARY_COLUMNS))
+    return df if se else df.drop(columns=["snr_se", "snr_se_method"])
+
+
+def _power_law(K, a, c=0.3):
+    return c * K**a
+
+
+def test_figure_3_keeps_the_paper_bars_and_adds_a_log_log_row(drawn):
+    ks = (1, 10, 100)
+    rows = [
+        (d, depth, est, 1, K, _power_law(K, -0.5 if est == "reg" else 0.5, 0.2 * depth), 0.0)
+        for est in ("reg", "dreg")
+        for d in ("wilson_solar", "winered")
+        for depth in (1, 2)
+        for K in ks
+    ]
+    plotting.draw_figure_3(_summary(rows), "unused")
+    (fig,) = drawn
+    axes = np.array(fig.axes).reshape(3, 2)
+    for ax in axes[:2].ravel():  # the paper's bar rows: linear, 2 depths x 3 Ks bars
+        assert ax.get_yscale() == "linear" and len(ax.patches) == 2 * len(ks)
+    for col, dataset in enumerate(("wilson_solar", "winered")):
+        ax = axes[2, col]
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        for est, label in (("reg", "REG"), ("dreg", "DReG")):
+            for depth in (1, 2):
+                line = lines[f"{label}, {depth} layer{'s' if depth > 1 else ''}"]
+                want = [r[5] for r in rows if r[:3] == (dataset, depth, est)]
+                np.testing.assert_allclose(line.get_xdata(), ks)
+                np.testing.assert_allclose(line.get_ydata(), want)
+        # the theory's slopes ±1/2 in log-log coordinates
+        slopes = sorted(
+            np.polyfit(np.log(line.get_xdata()), np.log(line.get_ydata()), 1)[0]
+            for line in ax.get_lines()
+            if line.get_linestyle() == ":"
+        )
+        np.testing.assert_allclose(slopes, [-0.5, 0.5], atol=1e-12)
+
+
+def test_figure_9_has_log_axes_and_a_reference_per_batch_size(drawn):
+    ks = (1, 5, 10, 30, 50)
+    rows = [
+        ("power", 3, "reg", bs, K, _power_law(K, -0.5, 0.1 * bs**0.5), 0.0)
+        for bs in (1, 64)
+        for K in ks
+    ]
+    plotting.draw_figure_9(_summary(rows), "unused")
+    (ax,) = drawn[0].axes
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert list(ax.get_xticks()) == [1, 5, 10, 30, 50]
+    curves = [line for line in ax.get_lines() if line.get_label().startswith("batch size")]
+    assert [c.get_label() for c in curves] == ["batch size 1", "batch size 64"]
+    references = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(references) == 2
+    for line in references:
+        x, y = line.get_xdata(), line.get_ydata()
+        assert np.polyfit(np.log(x), np.log(y), 1)[0] == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_figure_8_error_bars_are_the_standard_errors(drawn):
+    rows = [
+        ("wilson_solar", 2, "reg", 64, 50, 0.106, 0.004),
+        ("wilson_solar", 2, "dreg", 64, 50, 0.124, 0.006),
+        ("winered", 2, "reg", 64, 50, 0.082, 0.003),
+        ("winered", 2, "dreg", 64, 50, 0.525, 0.02),
+    ]
+    plotting.draw_figure_8(_summary(rows), "unused")
+    fig = drawn[0]
+    for ax, dataset in zip(fig.axes, ("wilson_solar", "winered")):
+        bars = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]
+        assert len(bars) == 2
+        for container, (_, _, _, _, _, value, se) in zip(
+            bars, [r for r in rows if r[0] == dataset]
+        ):
+            (segment,) = container.errorbar.lines[2][0].get_segments()
+            (x0, lo), (x1, hi) = segment
+            assert x0 == x1 and hi - value == pytest.approx(se) and value - lo == pytest.approx(se)
+    caption = " ".join(t.get_text() for t in fig.texts)
+    assert (
+        "standard error" in caption and "bootstrap over the 640 encoder weight entries" in caption
+    )
+
+    # A frame exported before the standard errors existed: bars without error bars, said so.
+    plotting.draw_figure_8(_summary(rows, se=False), "unused")
+    fig = drawn[1]
+    for ax in fig.axes:
+        assert all(c.errorbar is None for c in ax.containers)
+    assert "no error bars" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_snr_standard_error_over_data_points_or_a_bootstrap_over_entries():
+    rng = np.random.default_rng(7)
+    per_datapoint = rng.gamma(2.0, 0.1, size=(4, 300))
+    se, method = snr_summary.snr_standard_error(per_datapoint)
+    means = per_datapoint.mean(axis=1)
+    assert method == snr_summary.SE_DATAPOINTS
+    assert se == pytest.approx(np.std(means, ddof=1) / 2.0, rel=1e-12)
+    one = per_datapoint[:1]
+    se, method = snr_summary.snr_standard_error(one)
+    assert method == snr_summary.SE_BOOTSTRAP
+    # the bootstrap's standard error of a mean: about sd / sqrt(P)
+    assert se == pytest.approx(np.std(one) / np.sqrt(300), rel=0.1)
+    assert snr_summary.snr_standard_error(one) == (se, method)  # a fixed seed
+
+
+def test_figure_1_summary_panel_shows_the_fitted_slopes_on_log_axes(drawn):
+    ks = (1, 5, 10, 20, 50, 100)
+    rows = []
+    for est, a in (("reg", -0.4), ("dreg", 0.3)):
+        for K in ks:
+            for p in range(6):
+                value = _power_law(K, a, 0.2 + 0.05 * p) * (1.3 if K == 1 else 1.0)
+                rows.append(("demo_normalized", 1, est, K, f"W0[0, {p}]", value, 5, 300, p % 4))
+    df = pd.DataFrame(rows, columns=list(plotting.FIGURE_1_COLUMNS))
+    plotting.draw_figure_1(df, "unused")
+    fig = drawn[0]
+    summary = next(ax for ax in fig.axes if ax.get_yscale() == "log")
+    assert summary.get_xscale() == "log"
+    labels = [line.get_label() for line in summary.get_lines()]
+    for est in ("reg", "dreg"):
+        for fit in slope_fits(df, est):
+            assert not fit.too_few
+            label = next(
+                lab
+                for lab in labels
+                if lab.endswith(f"{fit.ci_high:+.2f}]") and f"{fit.slope:+.2f}" in lab
+            )
+            line = summary.get_lines()[labels.index(label)]
+            slope = np.polyfit(np.log(line.get_xdata()), np.log(line.get_ydata()), 1)[0]
+            assert slope == pytest.approx(fit.slope, abs=1e-9)
+            assert min(line.get_xdata()) == pytest.approx(min(fit.ks))
+    references = [line for line in summary.get_lines() if line.get_linestyle() == ":"]
+    slopes = sorted(
+        np.polyfit(np.log(r.get_xdata()), np.log(r.get_ydata()), 1)[0] for r in references
+    )
+    np.testing.assert_allclose(slopes, [-0.5, 0.5], atol=1e-12)
+
+
+def test_figure_2_fits_each_panel_and_keeps_the_reference_range_an_option(drawn):
+    rng = np.random.default_rng(8)
+    frames = []
+    for est in ("reg", "dreg"):
+        for K, scale in ((1, 5000.0), (10, 300.0), (100, 30.0)):
+            sample = (0.5 if est == "dreg" else 0.0) * scale + scale * rng.standard_normal(400)
+            frames.append(
+                pd.DataFrame(
+                    dict(estimator=est, K=K, parameter="W0[0, 4]", quantity="loss", sample=sample)
+                )
+            )
+    df = pd.concat(frames, ignore_index=True)
+    plotting.draw_figure_2(df, "unused")
+    axes = np.array(drawn[0].axes[: 2 * 3]).reshape(3, 2)
+    for row, K in enumerate((1, 10, 100)):
+        for col, est in enumerate(("reg", "dreg")):
+            g = df[(df["estimator"] == est) & (df["K"] == K)]["sample"].to_numpy()
+            lo, hi = axes[row, col].get_xlim()
+            half = snr_figures.figure_2_panel_range(g)
+            assert (lo, hi) == pytest.approx((-half, half))  # symmetric about zero
+            assert half == pytest.approx(
+                1.05 * max(np.quantile(np.abs(g), 0.99), 1.1 * abs(g.mean()))
+            )
+    plotting.draw_figure_2(df, "unused", x_range=plotting.FIGURE_2_X_RANGE)
+    for ax in drawn[1].axes[: 2 * 3]:
+        assert ax.get_xlim() == pytest.approx(plotting.FIGURE_2_X_RANGE)
+        assert len(ax.patches) == plotting.FIGURE_2_BINS  # the reference's 200 bins
+
+
+def _figure_4_frame(splits):
+    rng = np.random.default_rng(9)
+    rows = [
+        (d, s, qw, rng.normal(0.5 if qw == "learned" else 0.0, 0.1), 3, 5000, False)
+        for d in ("wilson_solar", "winered")
+        for qw in ("learned", "fixed")
+        for s in range(splits)
+    ]
+    return pd.DataFrame(rows, columns=list(plotting.FIGURE_4_COLUMNS))
+
+
+def test_figure_4_draws_one_point_per_split_below_five_splits(drawn):
+    df = _figure_4_frame(2)
+    plotting.draw_figure_4(df, "unused")
+    for ax, dataset in zip(drawn[0].axes, ("wilson_solar", "winered")):
+        points = [
+            c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)
+        ]
+        assert len(points) == 2  # learned and fixed
+        for collection, qw in zip(points, ("learned", "fixed")):
+            want = df[(df["dataset"] == dataset) & (df["qw"] == qw)].sort_values("split")
+            offsets = collection.get_offsets()
+            assert len(offsets) == 2  # one marker per split
+            np.testing.assert_allclose(offsets[:, 1], want["test_ll"])
+        assert not any(
+            isinstance(c, matplotlib.collections.PolyCollection) for c in ax.collections
+        )  # no violin
+        paired = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+        assert len(paired) == 2  # each split's learned and fixed runs joined
+
+    plotting.draw_figure_4(_figure_4_frame(5), "unused")
+    for ax in drawn[1].axes:
+        assert (
+            sum(isinstance(c, matplotlib.collections.PolyCollection) for c in ax.collections) == 2
+        )
+
+
+def test_summary_frames_record_the_standard_error_of_each_mean(tmp_path):
+    rng = np.random.default_rng(10)
+    run_dir = paper_config("power", 0, 3, K=30, results_path=tmp_path).run_dir()
+    for K in (1, 10):
+        for dp in (0, 1, 2):
+            _synthetic_dump(dump_path(run_dir, "reg", 1, K, dp, True), "reg", K, rng, datapoint=dp)
+        path = dump_path(run_dir, "reg", 64, K, None, True)
+        _synthetic_dump(path, "reg", K, rng, batch_size=64, datapoint=-1)
+    df, _ = plotting.figure_9_data(
+        tmp_path, (1, 64), (1, 10), 3, out=io.StringIO(), num_estimates=R
+    )
+    assert list(df.columns) == list(plotting.SNR_SUMMARY_COLUMNS)
+    for row in df.itertuples():
+        bs, K = int(row.batch_size), int(row.K)
+        dps = (0, 1, 2) if bs == 1 else (None,)
+        per_datapoint = np.stack(
+            [
+                plotting.weight_snr(load_gradient_dump(dump_path(run_dir, "reg", bs, K, dp, True)))
+                for dp in dps
+            ]
+        )
+        assert row.snr == np.mean(per_datapoint.mean(axis=0))
+        se, method = snr_summary.snr_standard_error(per_datapoint)
+        assert (row.snr_se, row.snr_se_method) == (se, method)
+        assert method == (snr_summary.SE_DATAPOINTS if bs == 1 else snr_summary.SE_BOOTSTRAP)

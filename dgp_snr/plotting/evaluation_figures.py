@@ -153,6 +153,24 @@ def _violin(ax: "plt.Axes", values: np.ndarray, x: float, color: str) -> None:
     ax.scatter(np.full(len(values), x), values, s=8, color=color, zorder=3)
 
 
+#: Figure 4 draws violins only when every group (dataset and q(w)) has at least this many
+#: splits; below it a violin's kernel density invents a shape, so the points are drawn.
+MIN_VIOLIN_SPLITS = 5
+#: Horizontal offset between the strip plot's points of one group (points of equal value
+#: stay apart).
+STRIP_SPACING = 0.05
+
+
+def _strip(ax: "plt.Axes", values: np.ndarray, x: float, color: str) -> np.ndarray:
+    """One marker per split at x (offsets by split order) and a bar at the mean; returns the
+    markers' x positions."""
+    xs = x + (np.arange(len(values)) - (len(values) - 1) / 2) * STRIP_SPACING
+    ax.scatter(xs, values, s=28, color=color, edgecolor="black", linewidth=0.5, zorder=3)
+    if len(values):
+        ax.hlines(float(np.mean(values)), x - 0.13, x + 0.13, color=color, lw=2.0, zorder=2)
+    return xs
+
+
 # ------------------------------------------------------------------------------ figure 4
 def figure_4_data(
     results_path: os.PathLike = "results",
@@ -198,21 +216,35 @@ def figure_4_data(
 
 
 def draw_figure_4(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
-    """Draws figure_4_data's frame: per dataset (panel) the test log-likelihoods over splits as
-    violins, learned q(w) left and fixed right; the title is marked PREVIEW when any row is."""
+    """Draws figure_4_data's frame: per dataset (panel) the test log-likelihoods over splits,
+    learned q(w) left and fixed right: violins (as the paper) when every group has at least
+    MIN_VIOLIN_SPLITS splits, else a strip plot (one marker per split, a bar at the mean, a
+    grey line joining a split's two runs). The title is marked PREVIEW when any row is."""
     datasets = _in_order(df["dataset"])
     preview = bool(df["preview"].any())
+    groups = df[df["qw"].isin(QW)].groupby(["dataset", "qw"]).size()
+    strip = bool(len(groups)) and int(groups.min()) < MIN_VIOLIN_SPLITS
     _setup_style()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(2.0 * len(datasets) + 0.6, 3.0))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(2.0 * len(datasets) + 0.6, 3.2))
     axes = np.atleast_1d(axes)
     for ax, dataset in zip(axes, datasets):
-        drawn = False
+        drawn = {}
         for qw, x, color in (("learned", -0.2, COLORS["reg"]), ("fixed", 0.2, COLORS["fixq"])):
             mine = df[(df["dataset"] == dataset) & (df["qw"] == qw)].sort_values("split")
             values = mine["test_ll"].to_numpy(dtype=float)
-            if len(values):
+            if not len(values):
+                continue
+            if strip:
+                xs = _strip(ax, values, x, color)
+                drawn[qw] = dict(zip(mine["split"].astype(int), zip(xs, values)))
+            else:
                 _violin(ax, values, x, color)
-                drawn = True
+                drawn[qw] = {}
+        if strip and len(drawn) == 2:  # the same split's two runs, paired
+            for split in sorted(set(drawn["learned"]) & set(drawn["fixed"])):
+                (x0, y0), (x1, y1) = drawn["learned"][split], drawn["fixed"][split]
+                ax.plot([x0, x1], [y0, y1], color="0.6", lw=0.8, zorder=1)
+            ax.margins(y=0.12)  # markers clear of the frame
         if not drawn:
             _missing_panel(ax)
         ax.set_title(_label(dataset))
@@ -222,6 +254,12 @@ def draw_figure_4(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
         ax.grid(True, axis="y")
     axes[0].set_ylabel("test log-likelihood")
     title = "learned $q(w)$ vs $q(w)$ fixed to the prior $p(w)$ (2 layers)"
+    if strip:
+        fewest = int(groups.min())
+        title += (
+            f"\n{fewest} split{'s' if fewest != 1 else ''} per group: one point per split, "
+            "bar at the mean, a split's two runs joined"
+        )
     fig.suptitle(f"{PREVIEW_MARKER}: {title}" if preview else title, y=1.02)
     fig.tight_layout()
     return _save(fig, "figure_4", figures_dir)
@@ -229,9 +267,10 @@ def draw_figure_4(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
 
 FIGURE_4 = TidyFigure("figure_4", figure_4_data, draw_figure_4)
 figure_4 = FIGURE_4.function(
-    """Test log-likelihood over splits (violins; each split the mean of its repeats) with the
-    learned q(w) vs q(w) fixed to the prior, depth 2, one panel per dataset (the splits that
-    evaluate.py selected). `splits`: how many (or which) splits the definition trains."""
+    """Test log-likelihood over splits (violins, or one point per split when a group has fewer
+    than 5; each split the mean of its repeats) with the learned q(w) vs q(w) fixed to the
+    prior, depth 2, one panel per dataset (the splits that evaluate.py selected). `splits`:
+    how many (or which) splits the definition trains."""
 )
 
 

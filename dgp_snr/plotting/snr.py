@@ -4,10 +4,12 @@ of one weight (dumps of the demo_normalized runs, batch size 1).
   figure_1  demo_normalized_L1_IWAE_SF0_K50_BS64_reg: dumps reg/dreg, batch 1, data points
             0-9, K in 1, 5, 10, ..., 100 (aggregates or raw)
   figure_2  demo_normalized_L1_G5_IWAE_SF0_K50_BS64_reg: raw dumps reg/dreg, batch 1, data
-            point 0, K = 1, 10, 100 (drawn as the loss's gradient on [-20000, 20000])
+            point 0, K = 1, 10, 100 (drawn as the loss's gradient, each panel on a range
+            fitted to it; the reference's [-20000, 20000] with x_range=FIGURE_2_X_RANGE)
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
 
@@ -37,13 +39,13 @@ from dgp_snr.plotting.dumps import (
     weight_entry_labels,
     weight_samples,
 )
+from dgp_snr.plotting.snr_summary import _integer_log_ticks, _reference_lines
 from dgp_snr.protocol import (
     FIGURE_1_KS,
     FIGURE_1_PARAMETERS,
     FIGURE_2_BINS,
     FIGURE_2_KS,
     FIGURE_2_PARAMETER,
-    FIGURE_2_X_RANGE,
     GRADIENT_SAMPLES,
     NUM_DATAPOINTS,
     PAPER_ITERATIONS,
@@ -123,8 +125,12 @@ def figure_1_data(
 
 
 def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
-    """Draws figure_1_data's frame (the rows with plot_index >= 0): the SNR of each drawn
-    weight vs K, REG on the left axis and DReG on the right; returns the PDF and PNG paths."""
+    """Draws figure_1_data's frame: on the left, as the paper, the SNR of each drawn weight
+    (rows with plot_index >= 0) vs K, REG on the left axis and DReG on the right; on the
+    right, a summary on log-log axes: the mean SNR over every encoder weight entry vs K per
+    estimator, its fitted slopes over the declared K ranges (reproduction.slope_fits, with
+    their 95% intervals in the legend) and the theory's slopes ±1/2 started at the smallest K.
+    Returns the PDF and PNG paths."""
     drawn = df[df["plot_index"] >= 0]
     order = drawn.drop_duplicates("plot_index").sort_values("plot_index")
     plotted = list(zip(order["plot_index"], order["parameter"]))
@@ -132,7 +138,9 @@ def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
     num_datapoints = int(df["num_datapoints"].max())
 
     _setup_style()
-    fig, axl = plt.subplots(figsize=(5.5, 3.4))
+    fig, (axl, axs) = plt.subplots(
+        1, 2, figsize=(11.5, 3.9), gridspec_kw=dict(width_ratios=[1.1, 1.0], wspace=0.45)
+    )
     axr = axl.twinx()
     styles = ["-", "--", ":", "-."]
     handles = []
@@ -163,11 +171,78 @@ def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
     axl.set_xlim(0, max(int(df["K"].max()), 1))
     axl.grid(True)
     axl.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
-    axl.set_title(
-        f"demo, {depth} layer{'s' if depth > 1 else ''}: SNR of {len(plotted)} encoder "
-        f"weights (mean over {num_datapoints} points)"
+    axl.set_title(f"SNR of {len(plotted)} encoder weights (as the paper)")
+    _draw_figure_1_summary(axs, df)
+    fig.suptitle(
+        f"demo, {depth} layer{'s' if depth > 1 else ''}, batch size 1, each SNR the mean over "
+        f"{num_datapoints} data points",
+        y=1.0,
     )
     return _save(fig, "figure_1", figures_dir)
+
+
+def _draw_figure_1_summary(ax: "plt.Axes", df: pd.DataFrame) -> None:
+    """Figure 1's log-log panel: mean SNR over the encoder weight entries vs K, the fits over
+    the declared K ranges and the theory's ±1/2."""
+    # Imported here: dgp_snr.reproduction imports the plotting package (its TIDY_FIGURES).
+    from dgp_snr.reproduction import mean_snr_by_k, slope_fits
+
+    ks = sorted(int(k) for k in df["K"].unique())
+    fit_styles = ["-", "--"]
+    handles = []
+    at_lo = []
+    for est in ESTIMATORS:
+        if est not in set(df["estimator"]):
+            continue
+        means = mean_snr_by_k(df, est)
+        means = means[means > 0]
+        num_entries = int(df[(df["estimator"] == est)].groupby("K").size().max())
+        (points,) = ax.plot(
+            means.index.to_numpy(float),
+            means.to_numpy(),
+            "o",
+            color=COLORS[est],
+            ms=4.5,
+            label=f"{LABELS[est]}: mean over {num_entries} weights",
+        )
+        handles.append(points)
+        if int(means.index[0]) == ks[0]:
+            at_lo.append(float(means.iloc[0]))
+        for style, fit in zip(fit_styles, slope_fits(df, est)):
+            if fit.too_few:
+                label = f"  fit, {_tex(fit.k_range)}: too few points"
+                handles.append(plt.Line2D([], [], color=COLORS[est], ls=style, label=label))
+                continue
+            x = np.geomspace(min(fit.ks), max(fit.ks), 50)
+            (line,) = ax.plot(
+                x,
+                np.exp(fit.intercept) * x**fit.slope,
+                color=COLORS[est],
+                linestyle=style,
+                lw=1.3,
+                label=(
+                    f"  fit, {_tex(fit.k_range)}: {fit.slope:+.2f} "
+                    f"[{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"
+                ),
+            )
+            handles.append(line)
+    if at_lo and len(ks) > 1:
+        ref, _ = _reference_lines(ax, ks[0], ks[-1], float(np.exp(np.mean(np.log(at_lo)))))
+        ref.set_label(rf"slopes $\pm 1/2$ from $K = {ks[0]}$")
+        # the legend fills columns first: REG's entries and this one, then DReG's
+        handles.insert(sum(1 for h in handles if h.get_color() == COLORS["reg"]), ref)
+    ax.set_yscale("log")
+    _integer_log_ticks(ax, ks)
+    ax.set_xlabel("number of importance samples $K$")
+    ax.set_ylabel("mean SNR over encoder weights")
+    ax.grid(True, which="major")
+    ax.set_title("mean over all weights, log-log; fitted slopes, 95% CI")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+
+
+def _tex(text: str) -> str:
+    """A K range's name as mathtext: 'K >= 10' -> '$K \\geq 10$', 'all K' -> 'all $K$'."""
+    return re.sub(r"K >= (\S+)", r"$K \\geq \1$", text).replace("all K", "all $K$")
 
 
 FIGURE_1 = TidyFigure("figure_1", figure_1_data, draw_figure_1)
@@ -222,15 +297,34 @@ def figure_2_data(
     return pd.concat(frames, ignore_index=True), report
 
 
+#: Figure 2's default x range per panel: symmetric about zero, out to this quantile of the
+#: panel's |estimates| (so zero sits in the middle and the mean's offset from it reads against
+#: the spread), widened to hold the mean.
+FIGURE_2_QUANTILE = 0.99
+
+
+def figure_2_panel_range(samples: np.ndarray, quantile: float = FIGURE_2_QUANTILE) -> float:
+    """The half-width h of a panel's fitted range [-h, h]: the `quantile` of |samples|, at
+    least 1.1 |mean| (the mean line stays in view), 5% padded; 1 when all are 0."""
+    samples = np.asarray(samples, dtype=float)
+    half = max(float(np.quantile(np.abs(samples), quantile)), 1.1 * abs(float(np.mean(samples))))
+    return 1.05 * half if half > 0 else 1.0
+
+
 def draw_figure_2(
     df: pd.DataFrame,
     figures_dir: os.PathLike = FIGURES_DIR,
-    x_range: Optional[Tuple[float, float]] = FIGURE_2_X_RANGE,
-    bins: Optional[int] = FIGURE_2_BINS,
+    x_range: Optional[Tuple[float, float]] = None,
+    bins: Optional[int] = None,
 ) -> List[Path]:
     """Draws figure_2_data's frame: one row of histograms per K, REG and DReG columns (a
-    'missing' panel where an (estimator, K) has no rows); `x_range` and `bins` as figure_2's.
-    Returns the PDF and PNG paths."""
+    'missing' panel where an (estimator, K) has no rows), with the normal fitted to every
+    estimate, the mean and zero. `x_range` None (the default): each panel on its own range,
+    symmetric about zero out to the FIGURE_2_QUANTILE of its |estimates| (their spread shrinks
+    by orders of magnitude with K, so one range shows most panels as a spike); the panel
+    notes how many estimates fall outside. `x_range=plotting.FIGURE_2_X_RANGE`: the
+    reference's fixed [-20000, 20000] for every panel. `bins` None: the reference's 200 on a
+    fixed range, else from the number of estimates shown. Returns the PDF and PNG paths."""
     ks = sorted(int(k) for k in df["K"].unique())
     label = str(df["parameter"].iloc[0])
     loss = str(df["quantity"].iloc[0]) == "loss"
@@ -239,44 +333,61 @@ def draw_figure_2(
         for (est, K), group in df.groupby(["estimator", "K"], sort=False)
     }
     _setup_style()
-    fig, axes = plt.subplots(len(ks), 2, figsize=(8, 1.9 * len(ks) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(ks), 2, figsize=(8.5, 2.1 * len(ks) + 0.7), squeeze=False)
     for col, est in enumerate(ESTIMATORS):
-        mine = [samples[(est, K)] for K in ks if (est, K) in samples]
-        if x_range is not None:
-            lo, hi = x_range
-        elif not mine:
-            lo, hi = -1.0, 1.0
-        else:  # one x range per estimator (column), as the paper shares it across K
-            lo, hi = np.percentile(np.concatenate(mine), [0.5, 99.5])
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-            pad = 0.05 * (hi - lo or 1.0)
-            lo, hi = lo - pad, hi + pad
-        x = np.linspace(lo, hi, 400)
         for row, K in enumerate(ks):
             ax = axes[row, col]
-            ax.set_xlim(lo, hi)
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel("density")
-            if row < len(ks) - 1:
-                ax.tick_params(labelbottom=False)
             if (est, K) not in samples:
                 ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
                 continue
             g = samples[(est, K)]
+            if x_range is not None:
+                lo, hi = x_range
+            else:
+                hi = figure_2_panel_range(g)
+                lo = -hi
+            ax.set_xlim(lo, hi)
             mean, std = float(np.mean(g)), float(np.std(g))
             shown = g[(g >= lo) & (g <= hi)]
-            n_bins = bins if bins is not None else int(np.clip(len(shown) // 15, 20, 200))
+            if bins is not None:
+                n_bins = bins
+            elif x_range is not None:
+                n_bins = FIGURE_2_BINS
+            else:
+                n_bins = int(np.clip(len(shown) // 15, 20, 200))
             ax.hist(shown, bins=n_bins, range=(lo, hi), density=True, color=COLORS[est])
+            x = np.linspace(lo, hi, 400)
             if std > 0:
                 ax.plot(x, scipy.stats.norm.pdf(x, mean, std), color=FIT_COLOR, lw=1.4)
             ax.axvline(mean, color="black", linestyle="-", lw=1.2)
             ax.axvline(0.0, color="0.3", linestyle="--", lw=1.0)
             ax.set_title(f"{LABELS[est]}, $K = {K}$: SNR = {float(snr(g)):.3f}")
+            outside = len(g) - len(shown)
+            if outside:
+                ax.text(
+                    0.98,
+                    0.95,
+                    f"{outside} of {len(g)}\noutside",
+                    ha="right",
+                    va="top",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                )
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     what = "loss (negative bound)" if loss else "bound"
     for col, est in enumerate(ESTIMATORS):
         axes[-1, col].set_xlabel(f"{LABELS[est]} estimates")
-    fig.supxlabel(f"gradient of the {what} in encoder weight {label}", y=0.0)
+    if x_range is None:
+        scale = (
+            f"each panel on its own range, symmetric about 0 out to the "
+            f"{100 * FIGURE_2_QUANTILE:g}th percentile of |estimates|"
+        )
+    else:
+        scale = f"every panel on [{x_range[0]:g}, {x_range[1]:g}]"
+    fig.supxlabel(f"gradient of the {what} in encoder weight {label}\n({scale})", y=0.0)
     handles = [
         plt.Line2D([], [], color=FIT_COLOR, lw=1.4, label="fitted normal"),
         plt.Line2D([], [], color="black", lw=1.2, label="mean"),
@@ -293,11 +404,11 @@ FIGURE_2 = TidyFigure(
 figure_2 = FIGURE_2.function(
     """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
     (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,
-    depth 2, batch size 1 (training point 0).
+    depth 2, batch size 1 (training point 0); the gradient of the loss (the negative bound,
+    which the reference samples), `loss=False` the bound's.
 
-    As the reference draws it (the defaults): the gradient of the loss (the negative bound, which
-    the reference samples), on x in [-20000, 20000] with 200 bins, the normal fitted to every
-    sample. `loss=False` shows the bound's gradient; `x_range=None` picks each column's range
-    from the samples' 0.5-99.5 percentiles; `bins=None` picks the bin count from the number
-    shown."""
+    By default each panel has its own range, symmetric about zero out to the 99th percentile
+    of its |estimates| (draw_figure_2), with the bin count from the number shown.
+    `x_range=plotting.FIGURE_2_X_RANGE` draws the reference's fixed [-20000, 20000] with its
+    200 bins; `bins` sets the bin count."""
 )

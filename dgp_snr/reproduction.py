@@ -132,6 +132,23 @@ def redraw(target_dir: os.PathLike, figures_dir: os.PathLike) -> List[Path]:
     return figure.draw(read_data(target_dir / DATA_FILE), figures_dir, **options)
 
 
+def redraw_in_place(target_dir: os.PathLike) -> List[Path]:
+    """Redraws a committed target's figure from its data.csv into its own folder (after the
+    drawing code changed; the data stay as exported) and records who drew it in meta.json's
+    "redrawn": the code version (commit, dirty) and the date. The export's own record
+    (git_commit, date, ...) is kept: it names the code that collected the data."""
+    target_dir = Path(target_dir)
+    paths = redraw(target_dir, target_dir)
+    meta_path = target_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta["redrawn"] = {
+        **code_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return paths
+
+
 # ------------------------------------------------------------------------------ slopes
 @dataclass(frozen=True)
 class KRange:

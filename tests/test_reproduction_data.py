@@ -41,6 +41,7 @@ from dgp_snr.reproduction import (
     loglog_slope,
     read_data,
     redraw,
+    redraw_in_place,
     slope_fits,
     write_data,
 )
@@ -136,6 +137,25 @@ def test_every_committed_figure_redraws_from_its_csv(exported, tmp_path):
         paths = redraw(target_dir, tmp_path / target_dir.name)
         png = tmp_path / target_dir.name / f"{target_dir.name}.png"
         assert png in paths and _png_ok(png), target_dir
+
+
+def test_redraw_in_place_keeps_the_export_record_and_names_the_drawing_code(exported, tmp_path):
+    target_dir = tmp_path / "figure_9"
+    target_dir.mkdir()
+    for name in (DATA_FILE, META_FILE):
+        (target_dir / name).write_bytes((exported / "figure_9" / name).read_bytes())
+    before = json.loads((target_dir / META_FILE).read_text())
+    paths = redraw_in_place(target_dir)
+    assert target_dir / "figure_9.png" in paths and _png_ok(target_dir / "figure_9.png")
+    after = json.loads((target_dir / META_FILE).read_text())
+    assert {k: v for k, v in after.items() if k != "redrawn"} == before
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert after["redrawn"]["git_commit"] == (
+        head.stdout.strip() if head.returncode == 0 else None
+    )
+    assert pd.Timestamp(after["redrawn"]["date"]).tzinfo is not None
 
 
 def test_export_target_writes_data_figure_and_meta(exported, results):

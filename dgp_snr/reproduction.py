@@ -61,12 +61,19 @@ def _git(*args: str) -> Optional[str]:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def code_version() -> Dict[str, Any]:
+def code_version(*pathspecs: str) -> Dict[str, Any]:
     """{'git_commit': HEAD of the running code's repository or None, 'git_dirty': whether its
-    tracked files differ from that commit (None outside git)}."""
+    tracked files (those matching `pathspecs` when given) differ from that commit (None
+    outside git)}."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = (
+        _git("status", "--porcelain", "--untracked-files=no", "--", *pathspecs) if commit else None
+    )
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+#: The code a figure is drawn with: its Python files (a redrawn figure beside them is not).
+CODE_FILES = ":(top,glob)**/*.py"
 
 
 def _figure(target: str):
@@ -135,14 +142,15 @@ def redraw(target_dir: os.PathLike, figures_dir: os.PathLike) -> List[Path]:
 def redraw_in_place(target_dir: os.PathLike) -> List[Path]:
     """Redraws a committed target's figure from its data.csv into its own folder (after the
     drawing code changed; the data stay as exported) and records who drew it in meta.json's
-    "redrawn": the code version (commit, dirty) and the date. The export's own record
+    "redrawn": the code version (commit; dirty: whether a tracked Python file differs from
+    it) and the date. The export's own record
     (git_commit, date, ...) is kept: it names the code that collected the data."""
     target_dir = Path(target_dir)
     paths = redraw(target_dir, target_dir)
     meta_path = target_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta["redrawn"] = {
-        **code_version(),
+        **code_version(CODE_FILES),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.stats
 
 from dgp_snr.io import atomic_write_text
+from dgp_snr.reproduction import TOO_FEW_POINTS, curve_slopes
 
 REPORT_FILE = Path("reproduction") / "REPRODUCTION.md"
 AUTHORS_CSV = Path("reproduction") / "authors" / "figure_data.csv"
@@ -429,7 +430,32 @@ def provenance(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _slopes(target: str) -> Callable[[Path], str]:
+    """The log-log slopes of a target's SNR-vs-K curves over the declared K ranges
+    (reproduction.SLOPE_RANGES), as reproduction.curve_slopes fits them."""
+
+    def block(root: Path) -> str:
+        fits = curve_slopes(_data(root, target))
+        columns = list(fits[0][0]) if fits else []
+        head = "| " + " | ".join(columns + ["estimator", "K range", "values of K", "slope"])
+        lines = [head + " | 95% CI |", "|" + "---|" * (len(columns) + 5)]
+        for curve, fit in fits:
+            cells = [_short(str(curve[c])) for c in columns]
+            cells += [LABELS.get(fit.estimator, fit.estimator), fit.k_range, fit.describe_ks()]
+            if fit.too_few:
+                cells += [TOO_FEW_POINTS, "-"]
+            else:
+                cells += [_f(fit.slope), f"[{_f(fit.ci_low)}, {_f(fit.ci_high)}] ({fit.dof} df)"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    return block
+
+
 GENERATORS: Dict[str, Callable[[Path], str]] = {
+    "figure_1_slopes": _slopes("figure_1"),
+    "figure_3_slopes": _slopes("figure_3"),
+    "figure_9_slopes": _slopes("figure_9"),
     "provenance": provenance,
     "figure_1_snr": figure_1_snr,
     "figure_2_snr": figure_2_snr,

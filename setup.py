@@ -29,7 +29,11 @@ setup(
         "psutil>=5.9",
     ],
     extras_require={
-        "test": ["pytest>=8", "black>=24", "ruff>=0.5"],
+        # gpflux: the GPflux integration's tests run in CI (dgp_snr.integrations.gpflux)
+        "test": ["pytest>=8", "black>=24", "ruff>=0.5", "gpflux==0.4.5"],
+        # IWVI and DReG for GPflux models (dgp_snr.integrations.gpflux); 0.4.4 pins
+        # tensorflow-probability<0.25, so it does not install beside ours
+        "gpflux": ["gpflux==0.4.5"],
         # the CUDA build of TensorFlow, for a machine with an NVIDIA GPU (Linux)
         "cuda": ["tensorflow[and-cuda]==2.21.*"],
     },

@@ -24,6 +24,9 @@ from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
 from dgp_snr.io import atomic_write_text
 from dgp_snr.plotting.curves import read_scalars
 from dgp_snr.plotting.paper_runs import draw_paper_runs
+from dgp_snr.protocol.profiles import PROFILES
+from dgp_snr.protocol.targets import target_spec
+from dgp_snr.reproduction import export_target
 from dgp_snr.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -67,6 +70,35 @@ class Campaign:
             "--splits", ",".join(map(str, self.splits)) + ",",
             "--precision", self.precision, "--results_path", str(results_path),
         ]  # fmt: skip
+
+
+def figure_8_params(campaign: "Campaign") -> Dict:
+    """Figure 8's parameters (paper profile) on the campaign's first split and datasets: the SNR
+    of REG and DReG at K = 50 over a batch of 64, on the REG-trained run with learned q(w)."""
+    params = PROFILES["paper"].params("figure_8")
+    settings = dict(params.get("settings", {}), precision=campaign.precision)
+    params.update(
+        datasets=campaign.datasets, split=campaign.splits[0], iterations=campaign.iterations,
+        settings=settings,
+    )  # fmt: skip
+    return params
+
+
+def figure_8_commands(results_path: os.PathLike, campaign: "Campaign") -> List[str]:
+    """The sample_gradients.py commands of Figure 8 for the campaign (each with --rebuild, so
+    a dump from an earlier checkpoint is resampled at the final one)."""
+    spec = target_spec("figure_8", results_path, **figure_8_params(campaign))
+    return [job.command() + " --rebuild" for job in spec.samples]
+
+
+def export_figure_8(
+    results_path: os.PathLike, campaign: "Campaign", root: os.PathLike = "."
+) -> Path:
+    """reproduction/paper_runs/figure_8/: data.csv, the figure and meta.json from the dumps."""
+    return export_target(
+        "figure_8", results_path, Path(root) / COMMITTED_DIR, profile_name="paper",
+        command="bash scripts/paper_runs.sh", wall_time_s=None, **figure_8_params(campaign),
+    )  # fmt: skip
 
 
 #: Issue 18: solar split 0, REG and DReG with learned q(w), REG with q(w) fixed to the prior.

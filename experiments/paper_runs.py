@@ -9,10 +9,13 @@ committed state on any machine.
 
 `run` restores the committed checkpoints where the results folder is behind, then runs the
 campaign's sweep (experiments/sweep.py, paper profile) and, while it trains, evaluates every
-run at each step of the campaign's eval_steps as its checkpoint appears. `save` before
+run at each step of the campaign's eval_steps as its checkpoint appears; once every run has
+finished, it samples Figure 8's SNR (REG and DReG, K = 50, batch 64, on the REG run's final
+checkpoint) and exports it to reproduction/paper_runs/figure_8/. `save` before
 committing: it keeps each run's newest checkpoint only.
 """
 
+import shlex
 import subprocess
 import sys
 import time
@@ -78,6 +81,13 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
         sweep.wait()  # the sweep saves its trainings on SIGINT
         raise
     _evaluate_in_subprocess(results_path)
+    if sweep.returncode == 0:  # every run finished: Figure 8's SNR at the final checkpoints
+        for command in c.figure_8_commands(results_path, c.PAPER_CAMPAIGN):
+            argv = [sys.executable] + shlex.split(command)[1:]
+            print("$", command, flush=True)
+            if subprocess.run(argv, cwd=ROOT).returncode:
+                return 1
+        print(f"paper_runs: Figure 8 in {c.export_figure_8(results_path, c.PAPER_CAMPAIGN, ROOT)}")
     return sweep.returncode
 
 

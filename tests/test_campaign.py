@@ -161,3 +161,14 @@ def test_the_committed_learning_curve_is_what_the_committed_evaluations_give():
     written = pd.read_csv(committed / campaign.CURVE_FILE, keep_default_na=False, na_values=[""])
     again = campaign.learning_curve_frame(committed, root / campaign.AUTHORS_CSV)
     pd.testing.assert_frame_equal(again, written, check_dtype=False, rtol=1e-9)
+
+
+def test_figure_8_samples_the_campaigns_reg_run_at_its_final_step(tmp_path):
+    commands = campaign.figure_8_commands(tmp_path, campaign.PAPER_CAMPAIGN)
+    assert len(commands) == 2  # REG and DReG estimates
+    for command, estimator in zip(commands, ("reg", "dreg")):
+        assert "wilson_solar_L1_G5_IWAE_SF0_K50_BS64_reg " in command  # split 0, REG-trained
+        assert f"--estimator {estimator}" in command and "--ks 50" in command
+        assert "--batch_size 64" in command and command.endswith("--rebuild")
+    params = campaign.figure_8_params(campaign.PAPER_CAMPAIGN)
+    assert params["split"] == 0 and params["settings"]["precision"] == "mixed"

@@ -452,7 +452,25 @@ def _slopes(target: str) -> Callable[[Path], str]:
     return block
 
 
+THREAD_LAYOUT_JSON = Path("benchmarks") / "measured" / "thread_layout_cpu_2026-12-03.json"
+
+
+def thread_layout(root: Path) -> str:
+    m = json.loads((root / THREAD_LAYOUT_JSON).read_text())
+    two = m["two_x1_it_per_s"]
+    return (
+        f"`{m['command']}` on {m['machine']} ({m['dataset']}, {m['precision']} precision, "
+        f"{m['steps']} timed steps; [`{THREAD_LAYOUT_JSON.name}`](../{THREAD_LAYOUT_JSON})): "
+        f"one training with 2 threads {m['one_x2_it_per_s']:.1f} it/s; two trainings with 1 "
+        f"thread each {two[0]:.1f} and {two[1]:.1f} it/s, {m['two_x1_total_over_one_x2']:.2f}x "
+        f"the throughput; projected {m['campaign_hours_two_x1']:.1f} h against "
+        f"{m['campaign_hours_one_x2']:.1f} h for the three 300,000-iteration runs on an idle "
+        "machine.\n"
+    )
+
+
 GENERATORS: Dict[str, Callable[[Path], str]] = {
+    "thread_layout": thread_layout,
     "figure_1_slopes": _slopes("figure_1"),
     "figure_3_slopes": _slopes("figure_3"),
     "figure_9_slopes": _slopes("figure_9"),

@@ -2,8 +2,8 @@
 fed the same noise, agree to round-off (log weights, the three bounds, every estimator's encoder
 gradients, the non-encoder gradients, the single-pass gradients and the gradient sampler); the
 VI bound at K = 1 equals GPflux's own ELBO on the same draw; DReG is unbiased and REG's SNR falls
-with K on a GPflux model; training a model GPflux built improves its bound; unsupported
-structures raise errors naming the layer."""
+with K on a GPflux model; training the twin retraces dgp_snr's training, and training a model
+GPflux built improves its bound; unsupported structures raise errors naming the layer."""
 
 import functools
 
@@ -22,7 +22,7 @@ from dgp_snr.gradients import EncoderGradientSampler, bound_and_gradients, snr
 from dgp_snr.integrations import gpflux as G
 from dgp_snr.reproduction import loglog_slope
 from dgp_snr.seeds import Stream, generator
-from dgp_snr.training import TrainingConfig
+from dgp_snr.training import Trainer, TrainingConfig
 
 tfd = tfp.distributions
 RTOL = 1e-10
@@ -392,6 +392,31 @@ def test_training_a_gpflux_built_model_improves_its_bound():
         assert np.any(before[key] != after[key]), key
     elbo_after = _mean_gpflux_elbo(model, X, Y)
     assert elbo_after > elbo_before, (elbo_before, elbo_after)
+
+
+@pytest.mark.parametrize("name", ["L1", "L1_G5"])
+def test_trainer_on_the_twin_follows_dgp_snr_training(name):
+    """20 steps of make_trainer on the GPflux twin (DReG, Adam, natural gradients, minibatches)
+    retrace dgp_snr's Trainer on its own model with the same seed: same bounds, same
+    parameters after, to round-off."""
+    X, Y = toy_data(num_data=30, input_dim=2, seed=0)
+    ours = latent_model(name, X, Y, M=8, encoder_dims=(6, 6), num_importance_samples=K, seed=2)
+    theirs = G.to_gpflux(ours)
+    config = TrainingConfig("dreg", minibatch_size=10, lr=0.01, encoder_lr=0.01)
+    trainer = Trainer(ours, X, Y, config, seed=2)
+    twin_trainer = G.make_trainer(theirs, X, Y, config, num_importance_samples=K, seed=2)
+    want = [trainer.train_step() for _ in range(20)]
+    got = [twin_trainer.train_step() for _ in range(20)]
+    assert_rel_close(got, want, 1e-10, "bounds")
+    mine, its = _paired_parameters(ours, theirs)
+    assert_rel_close(its, mine, 1e-10, "parameters after training")
+    _assert_same_by_name(
+        _encoder_variables(theirs),
+        _encoder_variables(theirs),
+        ours.encoder_variables,
+        ours.encoder_variables,
+        "encoder after training",
+    )
 
 
 def test_view_predicts_and_runs_a_gpflux_built_hidden_layer():

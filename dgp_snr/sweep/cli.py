@@ -51,7 +51,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=1, help="batch jobs to start")
     g.add_argument("--job-cores", type=int, default=None, help="cores per batch job")
     g.add_argument("--job-memory", default="8GB")
-    g.add_argument("--walltime", default="24:00:00")
+    g.add_argument(
+        "--walltime",
+        default="24:00:00",
+        help="per batch job; workers retire (trainings checkpoint) before it, new jobs resume",
+    )
     g.add_argument("--queue", default=None, help="queue / partition")
     g.add_argument("--account", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -147,6 +151,12 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
         else:
             cluster = engine.local_cluster(resources)
         client = Client(cluster)
+    keeper = threading.Event()
+    if args.cluster:
+        from dgp_snr.sweep.walltime import SaveCheckpointsOnClose
+
+        client.register_plugin(SaveCheckpointsOnClose())
+        _keep_jobs(cluster, args.jobs, keeper)
     stop, restore_signals = _stop_on_signals()
     try:
         if "dashboard" in client.scheduler_info().get("services", {}):
@@ -165,6 +175,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
             stop=stop,
         )
     finally:
+        keeper.set()
         restore_signals()
         client.close()
         if cluster is not None:
@@ -175,6 +186,19 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
         print("sweep: interrupted; the same command resumes from the saved checkpoints")
         return 130
     return 1 if summary.failed else 0
+
+
+def _keep_jobs(cluster: object, jobs: int, done: threading.Event, every_s: float = 20.0) -> None:
+    """Asks for `jobs` batch jobs every `every_s` seconds until `done` is set: a job that ended
+    (its walltime, scancel, a node failure) is replaced, and its interrupted tasks resume in
+    the new one. dask-jobqueue's scale() alone starts the jobs once."""
+
+    def keep() -> None:
+        while not done.wait(every_s):
+            # scale() on the cluster's event loop: it changes state the loop reads
+            cluster.loop.add_callback(cluster.scale, jobs=jobs)  # type: ignore[attr-defined]
+
+    threading.Thread(target=keep, name="sweep-keep-jobs", daemon=True).start()
 
 
 def _stop_on_signals() -> Tuple[threading.Event, Callable[[], None]]:

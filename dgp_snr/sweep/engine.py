@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from dgp_snr.sweep.runner import TaskFailed, run_task
 from dgp_snr.sweep.tasks import DONE, Task
+from dgp_snr.sweep.walltime import lifetime_args
 
 JOBQUEUE = ("slurm", "pbs", "sge", "lsf")
 #: How each batch scheduler asks for GPUs in a job script.
@@ -48,6 +49,7 @@ class Resources:
     account: Optional[str] = None
     gpus: int = 0  # local: GPUs of this machine; jobqueue: GPUs per job
     jobs: int = 1
+    retire_before_walltime: bool = True  # jobqueue: workers retire, trainings checkpoint
 
 
 def local_cluster(resources: Resources) -> LocalCluster:
@@ -96,6 +98,10 @@ def jobqueue_cluster(kind: str, resources: Resources):
         job_extra_directives=[],
         worker_extra_args=[],
     )
+    if resources.retire_before_walltime:
+        # A worker killed at the walltime would lose its trainings' work since their last
+        # checkpoint; retiring first lets them save (walltime.SaveCheckpointsOnClose).
+        kwargs["worker_extra_args"] += lifetime_args(resources.walltime)
     if kind == "lsf":
         kwargs["walltime"] = resources.walltime.rsplit(":", 1)[0]  # LSF's [H]H:MM
     if resources.gpus:

@@ -28,6 +28,12 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The SLURM tests start daemons as root: only when asked for by name (pytest -m slurm).
+    if "slurm" not in (config.getoption("markexpr") or ""):
+        skip_slurm = pytest.mark.skip(reason="starts a local SLURM; use pytest -m slurm")
+        for item in items:
+            if "slurm" in item.keywords:
+                item.add_marker(skip_slurm)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow reproduction run; use --runslow")

@@ -1,7 +1,7 @@
 """The sweep on a real SLURM controller (issue 22): scripts/slurm_local.sh starts slurm-wlm and
 munge as a single node on this machine; experiments/sweep.py --cluster slurm then submits its
-workers as batch jobs. Marked `slurm`, skipped unless selected: `pytest -m slurm` (root, Debian,
-a few minutes)."""
+workers as batch jobs. Those tests are marked `slurm`, skipped unless selected: `pytest -m slurm`
+(root, Debian, about 10 minutes). The walltime arithmetic's tests run in the default suite."""
 
 import os
 import re
@@ -15,7 +15,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slurm
+from dgp_snr.sweep.engine import Resources, jobqueue_cluster
+from dgp_snr.sweep.walltime import walltime_seconds, worker_lifetime
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
@@ -125,6 +126,7 @@ def _same(a: Dict[str, object], b: Dict[str, object]) -> None:
                 np.testing.assert_array_equal(a[name][k], b[name][k], err_msg=f"{name}:{k}")
 
 
+@pytest.mark.slurm
 def test_smoke_sweep_runs_as_slurm_jobs_and_equals_a_local_run(slurm, tmp_path):
     results = tmp_path / "slurm"
     proc = _start(_sweep_argv(results, *_slurm_args()), slurm, tmp_path / "jobs")
@@ -163,6 +165,7 @@ def test_smoke_sweep_runs_as_slurm_jobs_and_equals_a_local_run(slurm, tmp_path):
     _same(_outputs(results), _outputs(local))
 
 
+@pytest.mark.slurm
 def test_scancel_of_a_worker_job_mid_task_is_retried(slurm, tmp_path):
     results = tmp_path / "res"
     proc = _start(_sweep_argv(results, *_slurm_args()), slurm, tmp_path / "jobs")
@@ -178,6 +181,7 @@ def test_scancel_of_a_worker_job_mid_task_is_retried(slurm, tmp_path):
     assert text.count("####") >= 3, text  # the cancelled start (no exit line), then the retry
 
 
+@pytest.mark.slurm
 def test_walltime_retires_the_worker_saves_a_checkpoint_and_the_next_job_resumes(slurm, tmp_path):
     # walltime 2 min: the worker retires 45-75 s after it starts (walltime.worker_lifetime),
     # inside 20,000 iterations (~170 it/s here); no periodic checkpoint before the end
@@ -211,3 +215,34 @@ def test_walltime_retires_the_worker_saves_a_checkpoint_and_the_next_job_resumes
     resumed = [int(s) for s in re.findall(r"resuming from step (\d+)", text)]
     assert resumed and 0 < resumed[0] < 20000, text[-3000:]
     assert "Completed" in text
+
+
+def test_walltime_formats():
+    assert walltime_seconds("04:00:00") == 4 * 3600
+    assert walltime_seconds("1-02:00:00") == 26 * 3600
+    assert walltime_seconds("90") == 90 * 60  # SLURM: a bare number is minutes
+    assert walltime_seconds("01:30") == 90 * 60
+    with pytest.raises(ValueError):
+        walltime_seconds("4h")
+
+
+def test_workers_retire_before_the_walltime_with_room_to_checkpoint():
+    for walltime in ("00:02:00", "04:00:00", "48:00:00"):
+        total = walltime_seconds(walltime)
+        lifetime, stagger = worker_lifetime(walltime)
+        assert lifetime + stagger <= total - 45  # 45 s at least for the SIGTERM checkpoint
+        assert lifetime - stagger > 0
+    assert worker_lifetime("04:00:00") == (4 * 3600 - 600, 150)
+    assert worker_lifetime("48:00:00") == (48 * 3600 - 600, 150)
+    with pytest.raises(ValueError, match="too short"):
+        worker_lifetime("00:01:00")
+
+
+def test_slurm_job_script_retires_the_worker_before_the_walltime():
+    cluster = jobqueue_cluster("slurm", Resources(cores=1, walltime="04:00:00"))
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -t 04:00:00" in script
+    assert "--lifetime 13800s --lifetime-stagger 150s" in script

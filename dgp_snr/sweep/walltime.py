@@ -34,10 +34,11 @@ def walltime_seconds(walltime: str) -> int:
 
 def worker_lifetime(walltime: str) -> Tuple[int, int]:
     """(lifetime, stagger) in seconds for a job of `walltime`: the worker retires at
-    lifetime +- stagger, at least 3/4 of the margin (max(60 s, 5%)) before the limit, which
-    leaves a training time to save its checkpoint before SLURM's SIGTERM/SIGKILL."""
+    lifetime +- stagger, at least 3/4 of the margin (5% of the walltime, within 60 s and
+    10 min) before the limit: time for a training to save its checkpoint, which takes seconds,
+    before SLURM's SIGTERM/SIGKILL; a long job loses at most 10 min."""
     total = walltime_seconds(walltime)
-    margin = max(60, total // 20)
+    margin = max(60, min(600, total // 20))
     if total <= margin + 15:
         raise ValueError(f"walltime {walltime!r} is too short: more than {margin + 15} s needed")
     return total - margin, margin // 4

@@ -215,6 +215,7 @@ def test_walltime_retires_the_worker_saves_a_checkpoint_and_the_next_job_resumes
     resumed = [int(s) for s in re.findall(r"resuming from step (\d+)", text)]
     assert resumed and 0 < resumed[0] < 20000, text[-3000:]
     assert "Completed" in text
+    assert text.count("#### exit status 0") == 1  # each interrupted start reported 143
 
 
 def test_walltime_formats():
@@ -246,3 +247,20 @@ def test_slurm_job_script_retires_the_worker_before_the_walltime():
         cluster.close()
     assert "#SBATCH -t 04:00:00" in script
     assert "--lifetime 13800s --lifetime-stagger 150s" in script
+
+
+def test_a_retiring_worker_leaves_the_commands_exit_status_to_the_runner(monkeypatch):
+    import threading
+
+    from dgp_snr.sweep import walltime
+
+    monkeypatch.setattr(walltime, "_TASK_SCRIPTS", ("-c",))
+    code = "import signal,sys,time; signal.signal(15, lambda *a: sys.exit(143)); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(1)
+    status: List[int] = []
+    waiter = threading.Thread(target=lambda: status.append(proc.wait()))
+    waiter.start()
+    walltime.SaveCheckpointsOnClose(grace_s=20).teardown(None)
+    waiter.join(30)
+    assert status == [143]  # not 0, as after psutil.wait_procs reaped it

@@ -326,12 +326,18 @@ def run_tasks(
         for future in [f for f in futures if f.done()]:
             futures.remove(future)
             task, log_path = running.pop(future.key)
-            if future.status == "finished":
+            # Holding the result would pin it on its worker: a worker retiring before its
+            # walltime could not hand it on, its retirement would fail (its running task then
+            # counted as failed), and the lost result would be recomputed.
+            finished = future.status == "finished"
+            outcome_error = None if finished else future.exception()
+            future.release()
+            if finished:
                 succeeded.add(task.key)
                 summary.outcomes.append(Outcome(task, "done", log_path))
             else:
                 unrunnable[task.key] = task.key
-                err = future.exception()
+                err = outcome_error
                 message = str(err)
                 if isinstance(err, TaskFailed):
                     summary.outcomes.append(Outcome(task, "failed", message.split(": ", 1)[1]))

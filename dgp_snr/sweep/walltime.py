@@ -4,6 +4,7 @@ workers import this module (a plugin is pickled by reference) and must not load 
 
 import re
 import signal
+import time
 from typing import List, Tuple
 
 import psutil
@@ -85,6 +86,19 @@ class SaveCheckpointsOnClose(WorkerPlugin):
                 proc.send_signal(signal.SIGTERM)
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=self.grace_s)
+        end = time.monotonic() + self.grace_s
+        alive = procs
+        while alive and time.monotonic() < end:
+            time.sleep(0.2)
+            alive = [p for p in alive if _running(p)]
         for proc in alive:  # past the grace period: the checkpoint before it is what remains
             proc.kill()
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not yet a zombie. Not psutil.wait_procs: it would reap the command, and the
+    runner's Popen.wait would then read exit status 0 (ECHILD) for an interrupted training."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -16,6 +16,7 @@ committing: it keeps each run's newest checkpoint only.
 """
 
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -78,6 +79,9 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
             _evaluate_in_subprocess(results_path)
             time.sleep(poll_s)
     except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches the sweep too; `kill -INT` of this process alone does not.
+        if sweep.poll() is None:
+            sweep.send_signal(signal.SIGINT)
         sweep.wait()  # the sweep saves its trainings on SIGINT
         raise
     _evaluate_in_subprocess(results_path)

@@ -224,20 +224,27 @@ def run_folders(results_path: os.PathLike) -> List[Path]:
     return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def _evaluated(run_dir: Path, campaign: Campaign) -> set:
-    """Steps whose test log-likelihood and ELBO at the campaign's protocol are cached."""
-    cache = _merged_json([run_dir / EVALUATION_FILE])
+def protocol_evaluations(run_dir: Path, campaign: Campaign) -> Dict[int, Dict[str, np.ndarray]]:
+    """step -> {"test_ll": [repeats], "train_elbo": [repeats]}: the run's cached evaluations
+    made with the campaign's protocol (other sample counts or repeats left out)."""
     config = load_config(run_dir)
-    need = {
+    wanted = {
         "test_ll": (campaign.num_predictive_samples, campaign.repeats),
         "train_elbo": (config.model.num_importance_samples, campaign.elbo_repeats),
     }
-    found: Dict[int, set] = {}
-    for key in cache:
+    out: Dict[int, Dict[str, np.ndarray]] = {}
+    for key, entry in _merged_json([run_dir / EVALUATION_FILE]).items():
         fields = _parse_key(key)
-        if need.get(fields["kind"]) == (int(fields["S"]), int(fields["R"])):
-            found.setdefault(int(fields["step"]), set()).add(fields["kind"])
-    return {step for step, kinds in found.items() if kinds == set(need)}
+        if wanted.get(fields["kind"]) == (int(fields["S"]), int(fields["R"])):
+            values = np.asarray(entry["values"], dtype=np.float64)
+            out.setdefault(int(fields["step"]), {})[fields["kind"]] = values
+    return out
+
+
+def _evaluated(run_dir: Path, campaign: Campaign) -> set:
+    """Steps whose test log-likelihood and ELBO at the campaign's protocol are both cached."""
+    found = protocol_evaluations(run_dir, campaign)
+    return {step for step, kinds in found.items() if set(kinds) == {"test_ll", "train_elbo"}}
 
 
 def pending_evaluations(run_dir: os.PathLike, campaign: Campaign = PAPER_CAMPAIGN) -> List[int]:
@@ -322,18 +329,7 @@ def learning_curve_frame(
     for run in committed_runs(committed_root):
         config = load_config(run)
         estimator, qw = _setting(config)
-        evaluations = _merged_json([run / EVALUATION_FILE])
-        by_step: Dict[int, Dict[str, np.ndarray]] = {}
-        for key, entry in evaluations.items():
-            fields = _parse_key(key)
-            wanted = {
-                "test_ll": (campaign.num_predictive_samples, campaign.repeats),
-                "train_elbo": (config.model.num_importance_samples, campaign.elbo_repeats),
-            }.get(fields["kind"])
-            if wanted is None or (int(fields["S"]), int(fields["R"])) != wanted:
-                continue
-            values = np.asarray(entry["values"], dtype=np.float64)
-            by_step.setdefault(int(fields["step"]), {})[fields["kind"]] = values
+        by_step = protocol_evaluations(run, campaign)
         num_train = get_regression_data(config.dataset, config.split).X_train.shape[0]
         reference, source = authors_value(authors, config.dataset, config.split, estimator, qw)
         for step, values in sorted(by_step.items()):

@@ -53,17 +53,25 @@ class Encoder(gpflow.base.Module):
     @check_shapes("XY: [batch..., D_xy]", "return[0]: [batch..., d]", "return[1]: [batch..., d]")
     def __call__(self, XY: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """Mean and scale of q(w | x, y) for inputs [..., D_x + D_y]."""
-        h = XY
-        last = len(self.weights) - 1
-        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
-            out = tf.tensordot(h, W, 1) + b
-            if i < last:
-                out = tf.tanh(out)
-            if W.shape[0] == W.shape[1]:
-                out = out + h
-            h = out
-        mean, raw_scale = tf.split(h, 2, axis=-1)
-        return mean, tf.nn.softplus(raw_scale - 3.0)
+        return encoder_forward(XY, self.weights, self.biases)
+
+
+def encoder_forward(
+    XY: tf.Tensor, weights: Sequence[tf.Tensor], biases: Sequence[tf.Tensor]
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The encoder's network on [..., D_x + D_y]: tanh hidden layers (residual where square),
+    a linear last layer split into the mean and softplus(. - 3) scale, each [..., d]."""
+    h = XY
+    last = len(weights) - 1
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        out = tf.tensordot(h, W, 1) + b
+        if i < last:
+            out = tf.tanh(out)
+        if W.shape[0] == W.shape[1]:
+            out = out + h
+        h = out
+    mean, raw_scale = tf.split(h, 2, axis=-1)
+    return mean, tf.nn.softplus(raw_scale - 3.0)
 
 
 class Layer(gpflow.base.Module):

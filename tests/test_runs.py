@@ -44,7 +44,8 @@ def test_folders_from_before_mixing_init_load_as_pca(tmp_path):
     assert RunConfig().model.mixing_init == "reference"
 
 
-def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
+def _small_run(tmp_path):
+    """A depth-1 demo run, built and with its config.json written: (config, trainer, run_dir)."""
     config = RunConfig.from_flat(
         dataset="demo_normalized", configuration="L1", M=8, minibatch_size=16,
         results_path=str(tmp_path),
@@ -52,6 +53,11 @@ def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
     _, trainer, _ = build_run(config)
     run_dir = config.run_dir()
     save_config(config, run_dir)
+    return config, trainer, run_dir
+
+
+def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
+    config, trainer, run_dir = _small_run(tmp_path)
     checkpoints = RunCheckpoints(trainer, run_dir, max_to_keep=2, keep_steps=(2,))
     at_step_2 = None
     for step in range(1, 6):
@@ -71,13 +77,7 @@ def test_checkpoints_at_kept_steps_outlive_the_rolling_window(tmp_path):
 
 
 def test_a_resumed_run_keeps_only_max_to_keep_checkpoints(tmp_path):
-    config = RunConfig.from_flat(
-        dataset="demo_normalized", configuration="L1", M=8, minibatch_size=16,
-        results_path=str(tmp_path),
-    )  # fmt: skip
-    _, trainer, _ = build_run(config)
-    run_dir = config.run_dir()
-    save_config(config, run_dir)
+    config, trainer, run_dir = _small_run(tmp_path)
     checkpoints = RunCheckpoints(trainer, run_dir, max_to_keep=2)
     for _ in range(3):
         trainer.train_step()

@@ -67,7 +67,14 @@ from gpflow.posteriors import IndependentPosteriorMultiOutput
 
 from dgp_snr.estimators import Estimator, check_compatible
 from dgp_snr.gradients import EncoderGradientSampler
-from dgp_snr.layers import Encoder, GPLayer, LatentSample, LatentVariableLayer, Layer
+from dgp_snr.layers import (
+    Encoder,
+    GPLayer,
+    LatentSample,
+    LatentVariableLayer,
+    Layer,
+    encoder_forward,
+)
 from dgp_snr.models import DeepGP, Propagation
 from dgp_snr.precision import get_precision
 from dgp_snr.training import Trainer, TrainingConfig
@@ -650,17 +657,7 @@ class KerasEncoder(tf_keras.layers.Layer):
         return cls(encoder.dims[0], encoder.latent_dim, hidden, weights=(Ws, bs), name=name)
 
     def call(self, XY: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        h = XY
-        last = len(self.dense_weights) - 1
-        for i, (W, b) in enumerate(zip(self.dense_weights, self.dense_biases)):
-            out = tf.tensordot(h, W, 1) + b
-            if i < last:
-                out = tf.tanh(out)
-            if W.shape[0] == W.shape[1]:
-                out = out + h
-            h = out
-        mean, raw_scale = tf.split(h, 2, axis=-1)
-        return mean, tf.nn.softplus(raw_scale - 3.0)
+        return encoder_forward(XY, self.dense_weights, self.dense_biases)
 
 
 def _copy_trainable(target: gpflow.Parameter, source: gpflow.Parameter) -> None:

@@ -38,6 +38,7 @@ from dgp_snr.runs import (
     load_config,
 )
 from dgp_snr.train_run import TENSORBOARD_DIR, check_resumable
+from dgp_snr.training_record import TRAINING_RECORD_FILE
 
 #: Where the committed state lives, relative to the repository root.
 COMMITTED_DIR = Path("reproduction") / "paper_runs"
@@ -155,8 +156,8 @@ def _merged_json(paths: Sequence[Path]) -> Dict:
 
 def save_run(run_dir: os.PathLike, committed_root: os.PathLike = COMMITTED_DIR) -> int:
     """Copies the run's newest readable checkpoint (the previous one removed), config.json,
-    evaluations, results and scalars to <committed_root>/<run>/; returns the saved step.
-    Raises FileNotFoundError when the run has no readable checkpoint."""
+    evaluations, results, the training record and scalars to <committed_root>/<run>/; returns
+    the saved step. Raises FileNotFoundError when the run has no readable checkpoint."""
     run_dir = Path(run_dir)
     load_config(run_dir)  # a run folder, readable
     step = newest_readable_step(run_dir)
@@ -173,8 +174,9 @@ def save_run(run_dir: os.PathLike, committed_root: os.PathLike = COMMITTED_DIR) 
     if evaluations:
         text = json.dumps(evaluations, indent=2, sort_keys=True, allow_nan=False)
         atomic_write_text(committed / EVALUATION_FILE, text + "\n")
-    if (run_dir / RESULTS_FILE).is_file():
-        _copy(run_dir / RESULTS_FILE, committed / RESULTS_FILE)
+    for name in (RESULTS_FILE, TRAINING_RECORD_FILE):
+        if (run_dir / name).is_file():
+            _copy(run_dir / name, committed / name)
     scalars = _scalars(run_dir, committed, step)
     atomic_write_text(committed / SCALARS_FILE, scalars.to_csv(index=False))
     return step
@@ -206,6 +208,8 @@ def restore_run(committed: os.PathLike, results_path: os.PathLike) -> str:
     _copy(committed / CONFIG_FILE, local_config)
     if (committed / RESULTS_FILE).is_file() and not (run_dir / RESULTS_FILE).is_file():
         _copy(committed / RESULTS_FILE, run_dir / RESULTS_FILE)
+    if (committed / TRAINING_RECORD_FILE).is_file():  # the sessions up to the checkpoint
+        _copy(committed / TRAINING_RECORD_FILE, run_dir / TRAINING_RECORD_FILE)
     return f"{run_dir.name}: restored the committed checkpoint at step {step}"
 
 

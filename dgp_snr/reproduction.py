@@ -15,7 +15,6 @@ suite does for each committed one.
 import json
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ import pandas as pd
 import scipy.stats
 
 from dgp_snr.plotting import ESTIMATORS, TIDY_FIGURES
+from dgp_snr.source import CODE_FILES, code_version
 
 DATA_FILE = "data.csv"
 META_FILE = "meta.json"
@@ -43,37 +43,6 @@ def read_data(path: os.PathLike) -> pd.DataFrame:
     """Reads a frame written by write_data; 'round_trip' parsing gives back the exact floats
     (pandas' default fast parser may be off by an ulp)."""
     return pd.read_csv(path, float_precision="round_trip")
-
-
-def _git(*args: str) -> Optional[str]:
-    """`git <args>` in the folder of the running code; None outside a repository."""
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def code_version(*pathspecs: str) -> Dict[str, Any]:
-    """{'git_commit': HEAD of the running code's repository or None, 'git_dirty': whether its
-    tracked files (those matching `pathspecs` when given) differ from that commit (None
-    outside git)}."""
-    commit = _git("rev-parse", "HEAD")
-    status = (
-        _git("status", "--porcelain", "--untracked-files=no", "--", *pathspecs) if commit else None
-    )
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
-
-
-#: The code a figure is drawn with: its Python files (a redrawn figure beside them is not).
-CODE_FILES = ":(top,glob)**/*.py"
 
 
 def _figure(target: str):

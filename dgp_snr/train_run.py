@@ -44,6 +44,7 @@ from dgp_snr.runs import (
 from dgp_snr.sample_run import encoder_snr
 from dgp_snr.seeds import Stream, derived_rng, derived_seed
 from dgp_snr.training import Trainer
+from dgp_snr.training_record import TrainingSession
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -476,6 +477,7 @@ def _train_locked(
 
     logger = _RunLogger(model, data, config, run_dir)
     session = _Session(trainer, checkpoints, logger, config, progress)
+    record = TrainingSession.start(run_dir, start or 0, config.model.precision)
     with _SignalGuard() as guard:
         session.guard = guard
         try:
@@ -489,6 +491,7 @@ def _train_locked(
             raise TrainingInterrupted(signum, step) from err
         finally:
             logger.writer.flush()
+            record.finish(int(trainer.step.numpy()))
     step = int(trainer.step.numpy())
     results: Dict[str, Any] = {"run_name": config.run_name, "step": step}
     results.update(final_results(model, data, config))

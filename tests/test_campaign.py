@@ -12,7 +12,9 @@ import pytest
 from dgp_snr import campaign, report
 from dgp_snr.configs import RunConfig
 from dgp_snr.runs import CHECKPOINT_DIR, checkpoint_steps, load_run
+from dgp_snr.source import code_version
 from dgp_snr.train_run import train
+from dgp_snr.training_record import read_training_record, summarize
 
 
 def _config(results_path, iterations):
@@ -49,11 +51,18 @@ def test_a_saved_run_restored_elsewhere_resumes_bit_identically(tmp_path, monkey
     train(later, progress=False)
     for a, b in zip(_parameters(straight.run_dir()), _parameters(later.run_dir())):
         np.testing.assert_array_equal(a, b)
+    # The training record travels with the checkpoint: machine A's session, then B's.
+    sessions = read_training_record(later.run_dir())
+    assert [(s["from_step"], s["to_step"]) for s in sessions] == [(0, 4), (4, 8)]
+    assert {s["git_commit"] for s in sessions} == {code_version()["git_commit"]}
+    assert {s["precision"] for s in sessions} == {"float64"}
+    assert summarize(sessions)["unrecorded_steps"] == 0
 
     # Saving again replaces the checkpoint and extends the scalars past the restore.
     assert campaign.save_run(later.run_dir(), committed) == 8
     assert checkpoint_steps(saved) == [8]
     assert set(pd.read_csv(saved / campaign.SCALARS_FILE)["step"]) == {2, 4, 6, 8}
+    assert read_training_record(saved) == sessions
     # A folder already ahead is left alone.
     again = campaign.restore_run(saved, tmp_path / "machine_b")
     assert "kept the local checkpoint at step 8" in again

@@ -3,11 +3,13 @@
     python experiments/sweep.py TARGET... [--profile paper|reduced|smoke] [--results_path DIR]
         [--print | --dry-run] [--workers N --threads T] [--scheduler ADDRESS]
         [--cluster slurm|pbs|sge|lsf --job-cores C --job-memory M --walltime W --queue Q
-         --account A --gpus G --jobs J] [--retries R] [--observer URL]
+         --account A --gpus G --jobs J] [--retries R] [--observer URL] [--allow-code-changes]
 
 Targets: figure_1, figure_2, figure_3, figure_4, figure_5, figure_8, figure_9 (the appendix
 SNR-vs-batch-size runs), table_1, or all. Exit status 0 when every task is done, 1 when any
-failed (or could not run), 2 for a usage error.
+failed (or could not run), 2 for a usage error. A task is refused (and counts as failed) when
+the code changed since the sweep started, unless --allow-code-changes is given; every task's
+start and end is recorded with its code in <results_path>/sweep_logs/tasks.jsonl.
 """
 
 import argparse
@@ -21,6 +23,7 @@ from typing import Callable, List, Optional, Tuple
 
 from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args
 from dgp_snr.protocol.targets import TARGETS
+from dgp_snr.source import CodeState, code_state
 from dgp_snr.sweep.tasks import DONE, RESUME, Task, build_tasks
 
 LOGS_DIR = "sweep_logs"
@@ -41,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true", help="list the tasks and their state")
     p.add_argument("--observer", default=None, help="sacred SQL observer URL, e.g. sqlite:///r.db")
     p.add_argument("--retries", type=int, default=2, help="tries after a task's first failure")
+    p.add_argument(
+        "--allow-code-changes",
+        action="store_true",
+        help="start tasks even after the code changed since the sweep started (default: refuse)",
+    )
     g = p.add_argument_group("engine")
     g.add_argument("--workers", type=int, default=None, help="local workers (cores // threads)")
     g.add_argument("--threads", type=int, default=1, help="TensorFlow threads per task")
@@ -94,6 +102,7 @@ def _costs(tasks: List[Task], states: dict, targets: List[str]) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     started = time.time()
+    code = code_state()  # what every task must still run (engine.CodeGuard)
     targets = sorted(TARGETS) if "all" in args.targets else list(dict.fromkeys(args.targets))
     profile, overrides = profile_from_args(args)
     results_path = Path(args.results_path or Path("results") / profile.name).absolute()
@@ -130,11 +139,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     for line in _costs(tasks, states, targets):
         print(line)
     resumed = sum(1 for t in todo if states[t.key] == RESUME)
-    print(f"sweep: {len(todo)} of {len(tasks)} task(s) to do ({resumed} to resume)", flush=True)
-    return _run(args, tasks, states, results_path)
+    print(f"sweep: {len(todo)} of {len(tasks)} task(s) to do ({resumed} to resume)")
+    print(f"sweep: code {code.describe()}", flush=True)
+    return _run(args, tasks, states, results_path, code)
 
 
-def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path: Path) -> int:
+def _run(
+    args: argparse.Namespace,
+    tasks: List[Task],
+    states: dict,
+    results_path: Path,
+    code: CodeState,
+) -> int:
     from distributed import Client
 
     from dgp_snr.sweep import engine
@@ -173,6 +189,7 @@ def _run(args: argparse.Namespace, tasks: List[Task], states: dict, results_path
             gpu_from_worker_name=bool(args.gpus and not args.cluster and not args.scheduler),
             progress=not args.no_progress,
             stop=stop,
+            guard=engine.CodeGuard(code, allow_changes=args.allow_code_changes),
         )
     finally:
         keeper.set()

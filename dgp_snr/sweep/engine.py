@@ -1,25 +1,32 @@
 """Runs the sweep's tasks on Dask: a LocalCluster by default, a running scheduler by address, or
 a batch-scheduler cluster from dask-jobqueue; dependencies, retries, progress and the summary."""
 
+import json
 import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import dask
 import psutil
 from distributed import Client, LocalCluster, wait
 from tqdm.auto import tqdm
 
+from dgp_snr.source import CodeState, code_state
 from dgp_snr.sweep.runner import TaskFailed, run_task
 from dgp_snr.sweep.tasks import DONE, Task
 from dgp_snr.sweep.walltime import lifetime_args
 
 JOBQUEUE = ("slurm", "pbs", "sge", "lsf")
+#: One JSON line per task start and end in the sweep's log folder: the code each task ran.
+TASK_RECORDS_FILE = "tasks.jsonl"
+#: The flag that lets a sweep start tasks from code that changed since it started.
+ALLOW_CODE_CHANGES_FLAG = "--allow-code-changes"
 #: How each batch scheduler asks for GPUs in a job script.
 _GPU_DIRECTIVES = {
     "slurm": "--gres=gpu:{n}",
@@ -113,7 +120,7 @@ def jobqueue_cluster(kind: str, resources: Resources):
 @dataclass
 class Outcome:
     task: Task
-    status: str  # done, skipped, failed, not run, interrupted
+    status: str  # done, skipped, failed, refused, not run, interrupted
     detail: str = ""
 
 
@@ -130,19 +137,52 @@ class Summary:
 
     @property
     def failed(self) -> bool:
-        return any(o.status in ("failed", "not run") for o in self.outcomes)
+        return any(o.status in ("failed", "refused", "not run") for o in self.outcomes)
 
     def table(self) -> str:
         lines = [
             f"{'done':>8} {self.count('done')}   {'skipped':>8} {self.count('skipped')}   "
             f"{'failed':>8} {self.count('failed')}   {'not run':>8} {self.count('not run')}"
         ]
+        if self.count("refused"):
+            lines[0] += f"   {'refused':>8} {self.count('refused')}"
         if self.interrupted:
             lines[0] += f"   {'interrupted':>8} {self.count('interrupted')}"
         for o in self.outcomes:
-            if o.status in ("failed", "not run"):
+            if o.status in ("failed", "refused", "not run"):
                 lines.append(f"  {o.status.upper():8} {o.task.key}: {o.detail}")
         return "\n".join(lines)
+
+
+@dataclass
+class CodeGuard:
+    """A sweep must not run code that changed under it: `refusal()` is None while the code is
+    the one the sweep started with (`started`), else the one line that refuses a task.
+    `allow_changes` (the sweep's --allow-code-changes) starts tasks anyway; the task records
+    still name the code each ran."""
+
+    started: CodeState
+    allow_changes: bool = False
+    current: Callable[[], CodeState] = code_state
+
+    def check(self) -> Tuple[CodeState, Optional[str]]:
+        """(the code now, the refusal or None)."""
+        now = self.current()
+        if now.fingerprint == self.started.fingerprint or self.allow_changes:
+            return now, None
+        return now, (
+            f"the code changed since the sweep started ({self.started.describe()}; now "
+            f"{now.describe()}): rerun the sweep to use it, or pass {ALLOW_CODE_CHANGES_FLAG}"
+        )
+
+
+def _record(log_dir: Path, task: Task, event: str, **fields: object) -> None:
+    """Appends one line to the sweep's task records (one write: lines never interleave)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "task": task.key, "kind": task.kind}
+    line.update(event=event, **fields)
+    with open(log_dir / TASK_RECORDS_FILE, "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def task_environment(threads: int = 1) -> Dict[str, str]:
@@ -225,6 +265,7 @@ def run_tasks(
     poll_s: float = 2.0,
     stop: Optional[threading.Event] = None,
     grace_s: float = 120.0,
+    guard: Optional[CodeGuard] = None,
 ) -> Summary:
     """Runs the tasks, each once the tasks it depends on are done (or were already), retrying
     failures `retries` times; the others run on when one fails. Returns the summary.
@@ -242,7 +283,11 @@ def run_tasks(
     When `stop` is set (sweep.py sets it on Ctrl-C / SIGTERM), nothing new starts, the running
     tasks are cancelled without retries, and their commands on this machine get SIGTERM (a
     training saves its checkpoint) and `grace_s` seconds to exit; all unfinished tasks are then
-    reported "interrupted", and a rerun resumes them."""
+    reported "interrupted", and a rerun resumes them.
+
+    With a `guard`, the code is compared with the sweep's start before each round of starts: a
+    task that would run changed code is "refused" (its dependents not run). Each start and end
+    is recorded in <log_dir>/tasks.jsonl with the code it ran (commit, dirty, fingerprint)."""
     env = task_environment(threads)
     root = str(repository_root())
     token = uuid.uuid4().hex[:8]
@@ -285,6 +330,7 @@ def run_tasks(
         if free <= 0 and not futures:
             client.wait_for_workers(1)
             continue
+        code: Optional[Tuple[CodeState, Optional[str]]] = None  # read once per round
         skipped = True
         while skipped and free > 0:  # a skipped task may make its dependents ready
             skipped = False
@@ -300,6 +346,15 @@ def run_tasks(
                     bar.update(1)
                     skipped = True
                     continue
+                if guard is not None:
+                    code = guard.check() if code is None else code
+                    if code[1] is not None:
+                        unrunnable[task.key] = task.key
+                        summary.outcomes.append(Outcome(task, "refused", code[1]))
+                        _record(log_dir, task, "refused", **code[0].to_dict())
+                        bar.update(1)
+                        continue
+                _record(log_dir, task, "start", **(code[0].to_dict() if code is not None else {}))
                 log_path = str(log_dir / task.kind / task.log_name())
                 future = client.submit(
                     run_task,
@@ -332,6 +387,7 @@ def run_tasks(
             finished = future.status == "finished"
             outcome_error = None if finished else future.exception()
             future.release()
+            _record(log_dir, task, "done" if finished else "failed")
             if finished:
                 succeeded.add(task.key)
                 summary.outcomes.append(Outcome(task, "done", log_path))

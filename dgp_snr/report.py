@@ -17,7 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,13 @@ import scipy.stats
 
 from dgp_snr.io import atomic_write_text
 from dgp_snr.reproduction import TOO_FEW_POINTS, curve_slopes
+from dgp_snr.training_record import read_training_record, summarize
 
 REPORT_FILE = Path("reproduction") / "REPRODUCTION.md"
 AUTHORS_CSV = Path("reproduction") / "authors" / "figure_data.csv"
 #: The paper-length runs' evaluations (written by dgp_snr.campaign).
 PAPER_RUNS_CSV = Path("reproduction") / "paper_runs" / "learning_curve.csv"
+NOT_RECORDED = "not recorded"
 _BLOCK = re.compile(
     r"(<!-- generated: (?P<name>[a-z0-9_]+) \(python experiments/report.py --markdown\) -->\n)"
     r"(?P<body>.*?)"
@@ -262,7 +264,33 @@ def _paper_runs(root: Path) -> str:
     path = root / PAPER_RUNS_CSV
     if not path.is_file():
         return "(no paper-length evaluation committed yet)\n"
-    return learning_curve_markdown(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    curve = learning_curve_markdown(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    return curve + "\n" + paper_runs_code(root)
+
+
+def paper_runs_code(root: Path) -> str:
+    """Per committed paper-length run: its newest checkpoint, the commits and precision its
+    training sessions record (training_record.json) and their wall time, and the steps no
+    session records (trained before the record existed)."""
+    lines = [
+        "| run | committed step | trained at | precision | training wall time "
+        "| steps without a record |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for run_dir in sorted(p for p in (root / PAPER_RUNS_CSV.parent).iterdir() if p.is_dir()):
+        steps = [int(p.name[5:-6]) for p in run_dir.glob("checkpoints/ckpt-*.index")]
+        step = max(steps, default=0)
+        summary = summarize(read_training_record(run_dir))
+        unrecorded = step if summary["unrecorded_steps"] is None else summary["unrecorded_steps"]
+        config = json.loads((run_dir / "config.json").read_text())
+        precisions = ", ".join(summary["precisions"])
+        precisions = precisions or f"{config['model']['precision']} (config.json)"
+        lines.append(
+            f"| {run_dir.name} | {step:,} | {', '.join(summary['commits']) or NOT_RECORDED} "
+            f"| {precisions} "
+            f"| {_minutes(summary['wall_time_s'])} | {unrecorded:,} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _data(root: Path, target: str) -> pd.DataFrame:
@@ -415,17 +443,50 @@ def figure_8_snr(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _minutes(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s"
+
+
+def runs_trained_with(runs: Optional[Dict[str, Dict]]) -> Tuple[str, str, str]:
+    """(commits, precisions, training wall time) over a target's runs as meta.json's "runs"
+    records them (reproduction.training_records); "not recorded" where a run has no record."""
+    if not runs:
+        return NOT_RECORDED, NOT_RECORDED, NOT_RECORDED
+    summaries = list(runs.values())
+    unrecorded = sum(1 for s in summaries if not s["commits"] or s["unrecorded_steps"])
+    commits = list(dict.fromkeys(c for s in summaries for c in s["commits"]))
+    precisions = list(dict.fromkeys(p for s in summaries for p in s["precisions"]))
+    note = f" ({unrecorded} of {len(summaries)} runs partly {NOT_RECORDED})" if unrecorded else ""
+    wall = sum(s["wall_time_s"] or 0.0 for s in summaries)
+    return (
+        (", ".join(commits) or "-") + note,
+        ", ".join(map(str, precisions)) or "-",
+        _minutes(wall) + f" over {len(summaries)} runs",
+    )
+
+
 def provenance(root: Path) -> str:
     """Per target: the command, the commit of the exporting code, the wall time and the date,
-    as each meta.json records them."""
-    lines = ["| target | command | exported at | wall time | date |", "|---|---|---|---:|---|"]
+    as each meta.json records them; and the commits, precision and training wall time of the
+    runs its data came from (exports before runs recorded their code: "not recorded", with the
+    sweep's precision setting where the export names it)."""
+    lines = [
+        "| target | command | exported at | wall time | date | runs trained at | precision "
+        "| training wall time |",
+        "|---|---|---|---:|---|---|---|---|",
+    ]
     for meta_path in sorted((root / "reproduction").glob("*/meta.json")):
         meta = json.loads(meta_path.read_text())
-        wall = meta.get("wall_time_s")
-        wall = "-" if wall is None else f"{int(wall // 60)} min {int(round(wall % 60))} s"
+        commits, precisions, training = runs_trained_with(meta.get("runs"))
+        setting = meta.get("figure_params", {}).get("settings", {}).get("precision")
+        if precisions == NOT_RECORDED and setting:
+            precisions = f"{setting} (sweep setting)"
         lines.append(
             f"| {meta.get('target', meta_path.parent.name)} | `{meta.get('command')}` "
-            f"| {str(meta.get('git_commit'))[:7]} | {wall} | {str(meta.get('date'))[:10]} |"
+            f"| {str(meta.get('git_commit'))[:7]} | {_minutes(meta.get('wall_time_s'))} "
+            f"| {str(meta.get('date'))[:10]} | {commits} | {precisions} | {training} |"
         )
     return "\n".join(lines) + "\n"
 

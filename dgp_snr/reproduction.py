@@ -6,7 +6,8 @@ K ranges declared before fitting (SLOPE_RANGES).
     <out_dir>/<target>/<target>.png  drawn from data.csv as read back (and .pdf; table_1 also
                                      writes the table as table_1.txt and table_1.md)
     <out_dir>/<target>/meta.json     target, profile, sweep command, git commit of the code,
-                                     wall time, date, the figure's parameters
+                                     wall time, date, the figure's parameters, and per run
+                                     the commits, precision and wall time it trained with
 
 Every figure in the folder can be redrawn from its CSV alone (`redraw`), which the default test
 suite does for each committed one.
@@ -26,6 +27,7 @@ import scipy.stats
 
 from dgp_snr.plotting import ESTIMATORS, TIDY_FIGURES
 from dgp_snr.source import CODE_FILES, code_version
+from dgp_snr.training_record import read_training_record, summarize
 
 DATA_FILE = "data.csv"
 META_FILE = "meta.json"
@@ -75,6 +77,7 @@ def export_target(
     write_data(df, target_dir / DATA_FILE)
     meta = {
         "target": target,
+        "runs": training_records(results_path, df),
         "profile": profile_name,
         "command": command,
         **code_version(),
@@ -90,6 +93,24 @@ def export_target(
     (target_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
     redraw(target_dir, target_dir)
     return target_dir
+
+
+def training_records(results_path: os.PathLike, df: pd.DataFrame) -> Dict[str, Dict[str, Any]]:
+    """{run folder name: training_record.summarize of its sessions} for the run folders under
+    `results_path` of the datasets in `df` (all of them when `df` has no dataset column): the
+    commits, precisions and wall time of the runs a target's data came from."""
+    datasets = set(df["dataset"]) if "dataset" in df.columns else None
+    out = {}
+    root = Path(results_path)
+    for run_dir in sorted(root.iterdir()) if root.is_dir() else []:
+        try:  # dataset is a top-level key in every version of config.json
+            dataset = json.loads((run_dir / "config.json").read_text()).get("dataset")
+        except (OSError, ValueError):
+            continue
+        if datasets is not None and dataset not in datasets:
+            continue
+        out[run_dir.name] = summarize(read_training_record(run_dir))
+    return out
 
 
 def redraw(target_dir: os.PathLike, figures_dir: os.PathLike) -> List[Path]:

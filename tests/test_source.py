@@ -142,3 +142,25 @@ def test_a_task_is_refused_once_the_code_changed_under_the_sweep(tmp_path, allow
         ("second", "refused"),
     ]
     assert records[0]["git_commit"] == "0" * 40 and records[0]["fingerprint"] == "v1"
+
+
+def test_a_targets_export_names_the_code_its_runs_trained_with(tmp_path):
+    import pandas as pd
+
+    from dgp_snr.report import NOT_RECORDED, runs_trained_with
+    from dgp_snr.reproduction import training_records
+
+    for name, dataset in (("solar_a", "wilson_solar"), ("solar_b", "wilson_solar"), ("x", "x")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"dataset": dataset}))
+    TrainingSession.start(
+        tmp_path / "solar_a", 0, "mixed", CodeState("a" * 40, False, "f")
+    ).finish(10)
+    records = training_records(tmp_path, pd.DataFrame({"dataset": ["wilson_solar"]}))
+    assert sorted(records) == ["solar_a", "solar_b"]  # the target's datasets only
+    assert records["solar_a"]["commits"] == ["aaaaaaa"]
+    assert records["solar_b"]["commits"] == []  # trained before the record existed
+    commits, precisions, wall = runs_trained_with(records)
+    assert commits == f"aaaaaaa (1 of 2 runs partly {NOT_RECORDED})"
+    assert precisions == "mixed" and wall.endswith("over 2 runs")
+    assert runs_trained_with(None) == (NOT_RECORDED,) * 3

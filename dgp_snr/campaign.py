@@ -7,6 +7,7 @@ The campaign itself (which targets, datasets, splits, precision) is `PAPER_CAMPA
 command is experiments/paper_runs.py (`bash scripts/paper_runs.sh`).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pandas as pd
 from dgp_snr import report
 from dgp_snr.configs import RunConfig
 from dgp_snr.data import get_regression_data
-from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
+from dgp_snr.evaluation import EVALUATION_FILE, Evaluator, evaluate_run
 from dgp_snr.io import atomic_write_text
 from dgp_snr.plotting.curves import read_scalars
 from dgp_snr.plotting.paper_runs import draw_paper_runs
@@ -33,6 +34,8 @@ from dgp_snr.runs import (
     KEPT_STEPS,
     RESULTS_FILE,
     DamagedCheckpointError,
+    RunCheckpoints,
+    build_run,
     check_checkpoint,
     checkpoint_steps,
     load_config,
@@ -377,3 +380,56 @@ def write_report(root: os.PathLike = ".") -> pd.DataFrame:
     draw_paper_runs(curve, committed_scalars(committed), committed)
     report.write_report(root)
     return curve
+
+
+# ------------------------------------------------------------------ test LL investigation
+BREAKDOWN_CSV = COMMITTED_DIR / "test_ll_breakdown.csv"
+
+
+def test_ll_breakdown(
+    run_dir: os.PathLike,
+    step: int,
+    sample_sizes: Sequence[int] = (1_000, 10_000, 100_000),
+    precisions: Sequence[str] = ("mixed", "float64"),
+    repeats: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The test log predictive density of one checkpoint split by the test points whose target
+    is the training set's most frequent value ("mode") and the others ("off-mode"), for each
+    precision (the same checkpoint restored into a model of that precision) and number of
+    predictive samples S, `repeats` independent estimates each (the protocol's streams).
+
+    One row per (precision, S, repeat, group): mean lpd over the group's points and their count.
+    wilson_solar's target has a few values, most test points at one (setup_audit.md, note B):
+    the off-mode points decide the mean, and this shows whether S = 10,000 has converged."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    rows = []
+    for precision in precisions:
+        model_config = dataclasses.replace(config.model, precision=precision)
+        model, trainer, data = build_run(dataclasses.replace(config, model=model_config))
+        RunCheckpoints(trainer, run_dir).restore(step)
+        values, counts = np.unique(data.Y_train, return_counts=True)
+        at_mode = np.isclose(data.Y_test[:, 0], values[np.argmax(counts)])
+        evaluator = Evaluator(model)
+        for S in sample_sizes:
+            for repeat in range(repeats):
+                lpd = evaluator.log_predictive_density(data.X_test, data.Y_test, S, seed, repeat)
+                for group, mask in (
+                    ("all", slice(None)),
+                    ("mode", at_mode),
+                    ("off-mode", ~at_mode),
+                ):
+                    rows.append(
+                        {
+                            "run": run_dir.name,
+                            "step": step,
+                            "precision": precision,
+                            "S": S,
+                            "repeat": repeat,
+                            "group": group,
+                            "points": int(np.size(lpd[mask])),
+                            "mean_lpd": float(np.mean(lpd[mask])) if lpd[mask].size else np.nan,
+                        }
+                    )
+    return pd.DataFrame(rows)

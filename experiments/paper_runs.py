@@ -6,6 +6,8 @@ committed state on any machine.
     python experiments/paper_runs.py evaluate # the protocol's evaluation at each kept step
     python experiments/paper_runs.py restore  # committed checkpoints -> the results folder
     python experiments/paper_runs.py report   # learning_curve.csv, its figure, REPRODUCTION.md
+    python experiments/paper_runs.py breakdown --run reg --step 100000
+        # test LL by target group, S and precision -> reproduction/paper_runs/test_ll_breakdown.csv
 
 `run` restores the committed checkpoints where the results folder is behind, then runs the
 campaign's sweep (experiments/sweep.py, paper profile) and, while it trains, evaluates every
@@ -22,6 +24,8 @@ import sys
 import time
 from argparse import ArgumentParser
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
@@ -95,13 +99,41 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
     return sweep.returncode
 
 
+def breakdown(results_path: Path, run: str, step: int, sample_sizes, repeats: int) -> None:
+    matches = [d for d in c.run_folders(results_path) if d.name.endswith(f"_{run}")]
+    if len(matches) != 1:
+        names = ", ".join(d.name for d in c.run_folders(results_path))
+        raise SystemExit(f"paper_runs: --run {run!r} names no single run folder (have: {names})")
+    frame = c.test_ll_breakdown(matches[0], step, sample_sizes, repeats=repeats)
+    path = ROOT / c.BREAKDOWN_CSV
+    if path.is_file():  # replace this run's rows at this step, keep the others
+        old = pd.read_csv(path)
+        old = old[~((old["run"] == matches[0].name) & (old["step"] == step))]
+        frame = pd.concat([old, frame], ignore_index=True)
+    frame.to_csv(path, index=False)
+    print(f"paper_runs: wrote {path}")
+
+
 def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("run", "save", "evaluate", "restore", "report"))
+    parser.add_argument(
+        "command", choices=("run", "save", "evaluate", "restore", "report", "breakdown")
+    )
     parser.add_argument("--results_path", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--committed", type=Path, default=ROOT / c.COMMITTED_DIR)
     parser.add_argument("--poll", type=float, default=60.0, help="seconds between evaluations")
+    group = parser.add_argument_group("breakdown")
+    group.add_argument("--run", default="reg", help="run name suffix: reg, dreg, reg_fixq")
+    group.add_argument("--step", type=int, default=None, help="a kept checkpoint's step")
+    group.add_argument("--sample_sizes", default="1000,10000,100000", help="values of S")
+    group.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.command == "breakdown":
+        if args.step is None:
+            parser.error("breakdown needs --step")
+        sizes = [int(v) for v in args.sample_sizes.split(",")]
+        breakdown(args.results_path, args.run, args.step, sizes, args.repeats)
+        return 0
     if args.command == "run":
         return run(args.results_path, args.committed, args.poll)
     if args.command == "save":

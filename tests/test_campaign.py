@@ -11,6 +11,7 @@ import pytest
 
 from dgp_snr import campaign, report
 from dgp_snr.configs import RunConfig
+from dgp_snr.evaluation import Evaluator
 from dgp_snr.runs import CHECKPOINT_DIR, checkpoint_steps, load_run
 from dgp_snr.source import code_version
 from dgp_snr.train_run import train
@@ -181,3 +182,22 @@ def test_figure_8_samples_the_campaigns_reg_run_at_its_final_step(tmp_path):
         assert "--batch_size 64" in command and command.endswith("--rebuild")
     params = campaign.figure_8_params(campaign.PAPER_CAMPAIGN)
     assert params["split"] == 0 and params["settings"]["precision"] == "mixed"
+
+
+def test_the_test_ll_breakdown_is_the_protocols_estimate_split_by_target_group(tmp_path):
+    """The "all" group reproduces the protocol's estimate (same streams), the groups partition
+    the test points; both precisions are evaluated from the one checkpoint."""
+    config = _config(tmp_path, 4)
+    config = RunConfig.from_flat(**{**config.to_flat(), "precision": "mixed"})
+    train(config, progress=False)
+    frame = campaign.test_ll_breakdown(config.run_dir(), 4, (20,), repeats=2)
+    model, _, data, _ = load_run(config.run_dir())
+    protocol = Evaluator(model).test_log_likelihood(data.X_test, data.Y_test, 20, repeats=2)
+    mixed = frame[frame["precision"] == "mixed"].set_index(["repeat", "group"])
+    np.testing.assert_array_equal(mixed.xs("all", level="group")["mean_lpd"], protocol.values)
+    for repeat in (0, 1):
+        parts = mixed.loc[repeat].drop("all")
+        assert parts["points"].sum() == len(data.Y_test) == mixed.loc[(repeat, "all"), "points"]
+        weighted = (parts["mean_lpd"] * parts["points"]).sum() / parts["points"].sum()
+        np.testing.assert_allclose(weighted, mixed.loc[(repeat, "all"), "mean_lpd"], rtol=1e-12)
+    assert set(frame["precision"]) == {"mixed", "float64"}

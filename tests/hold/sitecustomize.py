@@ -2,12 +2,12 @@
 at a known step until it is killed, so the kill never races the training's end.
 
 With this folder on PYTHONPATH, Python runs this module at start-up. When the environment
-variable DGP_SNR_TEST_HOLD holds {"argv": [...], "step": S, "marker": path} and this process's command
-line is `argv`, the training (dgp_snr.training.Trainer.fit) holds after step S's callback, so
-after that step's checkpoint is written: it creates `marker` holding its PID (once,
-atomically; the test waits for it) and sleeps until killed. A process that finds the marker
-already there trains through, so the killed task's retry finishes. Any other process: nothing
-happens.
+variable DGP_SNR_TEST_HOLD holds {"argv": [...], "step": S, "marker": path} and this process's
+command line is `argv`, the training (dgp_snr.training.Trainer.fit) holds after step S's
+callback, so after that step's checkpoint is written: it creates `marker` holding its PID
+(once, atomically; the test waits for it) and sleeps until killed. A process that finds the
+marker already there trains through, so the killed task's retry finishes. Any other process:
+nothing happens.
 """
 
 import importlib.abc

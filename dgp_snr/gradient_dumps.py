@@ -7,6 +7,11 @@ holds the scalars "meta/K", "meta/batch_size", "meta/num_samples", "meta/datapoi
 batch is a range), "meta/batch_start", "meta/step", "meta/seed" (the run's effective seed) and
 the strings "meta/estimator" and "meta/precision".
 
+Dumps are written zip-deflated (np.savez_compressed); uncompressed ones (written before) load
+the same. Raw dumps of float64 gradients shrink little (their mantissas are noise; see
+benchmarks/dump_size.py), so the figures that need SNRs only (1, 3, 8, 9) ask for aggregate
+dumps, a few KB each; Figure 2's histograms need the raw estimates of its one data point.
+
 A dump is what made it: DumpRequest holds the fields a request must match (RECORD_FIELDS), and
 a dump is reused only when its record matches; one without a field (written before the field
 existed) does not match. read_dump_meta reads the record alone, not the arrays.
@@ -14,6 +19,7 @@ existed) does not match. read_dump_meta reads the record alone, not the arrays.
 
 import os
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -96,8 +102,10 @@ def save_gradient_dump(
     samples: Dict[str, np.ndarray],
     meta: Dict[str, object],
     aggregates: bool = False,
+    compress: bool = True,
 ) -> None:
-    """Writes samples (or, with aggregates, their mean and std) atomically to `path`."""
+    """Writes samples {name: [R, *shape]} (or, with aggregates, their mean and std [*shape])
+    and the meta/* record atomically to `path`, zip-deflated unless `compress` is False."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: Dict[str, np.ndarray] = {}
@@ -109,8 +117,9 @@ def save_gradient_dump(
             arrays[name] = values
     for key, value in meta.items():
         arrays[META + key] = np.asarray(value)
+    write = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)  # a file object: savez would append .npz to a name
+        write(handle, **arrays)  # a file object: savez would append .npz to a name
 
 
 def load_gradient_dump(path: os.PathLike) -> GradientDump:
@@ -119,7 +128,7 @@ def load_gradient_dump(path: os.PathLike) -> GradientDump:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(f"corrupt gradient dump {path}: {err}") from err
@@ -151,7 +160,7 @@ def read_dump_meta(path: os.PathLike) -> Dict[str, object]:
                     meta[name[len(META) : -len(".npy")]] = value.item()
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as err:
         raise ValueError(f"corrupt gradient dump {path}: {err}") from err
     if "estimator" not in meta or "K" not in meta:
         raise ValueError(f"{path} is not a gradient dump (no meta/estimator or meta/K)")

@@ -81,12 +81,12 @@ def sample_gradients(
     batch_size 1: training points 0 .. num_datapoints-1, one at a time (file suffix _dp<i>).
     batch_size B > 1: the batch is training points [0, B) (num_datapoints must be 1).
     Raw dumps hold {name: [R, *phi.shape]}; with save_aggregates only each parameter's
-    mean and std. Each dump records what made it (gradient_dumps.DumpRequest: step, K, batch,
-    data point, estimator, R, seed, precision). An existing dump whose record matches is
-    skipped. One that does not match, or is corrupt, raises ValueError naming the file, what
-    it holds and what was asked, before anything is sampled; with `rebuild` it is sampled
-    again and replaced atomically (kept as <name>.stale when it holds more estimates than
-    asked). Returns the paths written.
+    mean and std (what Figures 1, 3, 8, 9 read; a raw dump hardly compresses). Each dump records
+    what made it (gradient_dumps.DumpRequest: step, K, batch, data point, estimator, R, seed,
+    precision). An existing dump whose record matches is skipped. One that does not match, or
+    is corrupt, raises ValueError naming the file, what it holds and what was asked, before
+    anything is sampled; with `rebuild` it is sampled again and replaced atomically (kept as
+    <name>.stale when it holds more estimates than asked). Returns the paths written.
     """
     ks = check_ks(ks)
     Estimator.parse(estimator)  # ValueError naming the known estimators

@@ -5,11 +5,12 @@ dgp_snr.sample_run.sample_gradients).
         [--results_path results] [--num_samples 1000] [--batch_size 1] [--num_datapoints 10] \
         [--save_aggregates] [--step 5000] [--rebuild]
 
-Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz. Each dump records what made it
-(checkpoint step, K, batch, data point, estimator, number of estimates, seed, precision); an
-existing dump whose record matches is skipped. One that does not match, or is corrupt, is an
-error (one line naming the file, what it holds and what was asked) unless --rebuild, which
-samples it again and replaces it (keeping it as <name>.stale when it holds more estimates).
+Writes <run>/gradients/<estimator>_bs<B>_K<K>[_dp<i>][_agg].npz (compressed). Each dump
+records what made it (checkpoint step, K, batch, data point, estimator, number of estimates,
+seed, precision); an existing dump whose record matches is skipped. One that does not match,
+or is corrupt, is an error (one line naming the file, what it holds and what was asked)
+unless --rebuild, which samples it again and replaces it (keeping it as <name>.stale when it
+holds more estimates).
 """
 
 import argparse
@@ -46,7 +47,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--estimator", choices=ESTIMATORS, default="dreg")
     p.add_argument(
-        "--save_aggregates", action="store_true", help="store per-parameter mean and std only"
+        "--save_aggregates",
+        action="store_true",
+        help="store per-parameter mean and std only (what the SNR figures 1, 3, 8, 9 read; "
+        "a few KB per dump instead of about 4 MB at R = 1000)",
     )
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument(

@@ -2,9 +2,6 @@
 earlier versions, build_model given a ModelConfig whole, and errors that name the key."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +18,6 @@ from dgp_snr.configs import (
 )
 from dgp_snr.runs import CONFIG_FILE, build_run, load_config, save_config
 from dgp_snr.training import TrainingConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: config.json as the flat RunConfig of earlier versions wrote it (json.dumps(asdict(config)),
 #: sorted keys), for a folder from before mixing_init and precision existed.
@@ -180,7 +175,16 @@ def test_build_run_passes_the_sections_whole():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_the_command_line_alias_num_IW_samples_sets_K(tmp_path):
+def test_the_command_line_alias_num_IW_samples_sets_K():
+    """What train.py does with `with num_IW_samples=3 num_predict_samples=3 ...`: sacred parses
+    the updates onto the experiment's config (RunConfig's flat form by the reference's names)
+    and main builds the run with RunConfig.from_dict. (tests/test_pipeline.py runs train.py
+    itself end to end.)"""
+    from sacred.arg_parser import get_config_updates
+
+    defaults = RunConfig().to_flat(reference_names=True)  # train.py's ex.add_config
+    assert {"num_IW_samples", "num_predict_samples"} <= set(defaults)
+    assert not {"num_importance_samples", "num_predictive_samples"} & set(defaults)
     args = dict(
         dataset="demo_normalized",
         configuration="L1",
@@ -189,21 +193,10 @@ def test_the_command_line_alias_num_IW_samples_sets_K(tmp_path):
         num_IW_samples=3,
         num_predict_samples=3,
         minibatch_size=16,
-        iterations=1,
-        checkpoint_freq=1,
-        log_main_freq=0,
-        log_test_freq=0,
-        results_path=str(tmp_path),
     )
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "train.py"), "-u", "with"]
-        + [f"{k}={v}" for k, v in args.items()],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    run_dir = tmp_path / "demo_normalized_L1_IWAE_SF0_K3_BS16_reg"
-    config = load_config(run_dir)
+    updates, named = get_config_updates([f"{k}={v}" for k, v in args.items()])
+    assert named == [] and updates["num_IW_samples"] == 3
+    config = RunConfig.from_dict({**defaults, **updates, "seed": 0}).validated()
     assert config.model.num_importance_samples == 3
     assert config.logging.num_predictive_samples == 3
+    assert config.run_name == "demo_normalized_L1_IWAE_SF0_K3_BS16_reg"

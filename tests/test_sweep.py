@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -284,12 +284,32 @@ def test_sql_observer_records_the_runs_in_sqlite(smoke):
 
 # ------------------------------------------------------------------------------ faults
 FAULT_ITERATIONS = 400
+#: The step (a checkpoint step of the smoke profile) at which the victim's first attempt holds
+#: until its worker is killed (tests/hold/sitecustomize.py).
+FAULT_HOLD_STEP = 100
+HOLD_DIR = REPO / "tests" / "hold"
+
+
+@contextmanager
+def _environ(**updates: str):
+    """os.environ with `updates` (what the sweep's workers, started inside, inherit)."""
+    old = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
     """table_1 (smoke) with one dataset that does not exist, and a longer run whose worker is
-    SIGKILLed once it has a checkpoint; beside it, the same run uninterrupted."""
+    SIGKILLed while its first attempt holds at step FAULT_HOLD_STEP, checkpoint written (so
+    the kill cannot race the training's end); beside it, the same run uninterrupted."""
     results = tmp_path_factory.mktemp("faulty")
     reference = tmp_path_factory.mktemp("reference")
     argv = ["table_1", "--profile", "smoke", "--datasets", "demo_normalized,no_such_dataset"]
@@ -309,6 +329,8 @@ def faulty(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    marker = tmp_path_factory.mktemp("hold") / "held"
+    hold = dict(argv=list(victim.argv), step=FAULT_HOLD_STEP, marker=str(marker))
     outcome = {}
     out = io.StringIO()
 
@@ -316,36 +338,29 @@ def faulty(tmp_path_factory):
         with redirect_stdout(out):
             outcome["rc"] = cli.main(argv + ["--results_path", str(results)])
 
-    thread = threading.Thread(target=sweep)
-    thread.start()
-    run_dir = results / victim.key.split("/", 1)[1]
-    killed = None
-    while thread.is_alive() and killed is None:
-        if (run_dir / "checkpoints" / "checkpoint").is_file():
-            for proc in psutil.process_iter(["cmdline"]):
-                cmd = " ".join(proc.info["cmdline"] or [])
-                if f"results_path={results}" in cmd and all(
-                    part in cmd for part in ("train.py", "dataset=demo_normalized", "=reg ")
-                ):
-                    try:
-                        worker = proc.parent()  # the Dask worker process running the task
-                    except psutil.NoSuchProcess:
-                        continue
-                    killed = worker.pid
-                    os.kill(worker.pid, signal.SIGKILL)
-                    break
-        time.sleep(0.2)
-    thread.join()
+    pythonpath = os.pathsep.join(filter(None, [str(HOLD_DIR), os.environ.get("PYTHONPATH")]))
+    with _environ(PYTHONPATH=pythonpath, DGP_SNR_TEST_HOLD=json.dumps(hold)):
+        thread = threading.Thread(target=sweep)
+        thread.start()
+        while thread.is_alive() and not marker.is_file():
+            time.sleep(0.2)
+        killed = None
+        if marker.is_file():  # the victim's training holds: kill the worker running it
+            training = psutil.Process(int(marker.read_text()))
+            killed = training.parent().pid  # the Dask worker process running the task
+            os.kill(killed, signal.SIGKILL)
+        thread.join()
     straight.wait()
+    run_dir = results / victim.key.split("/", 1)[1]
     return results, reference, run_dir, killed, outcome["rc"], out.getvalue()
 
 
 def test_killed_worker_resumes_the_run_from_its_checkpoint(faulty):
     results, reference, run_dir, killed, _, text = faulty
-    assert killed is not None, "the training finished before its worker could be killed"
+    assert killed is not None, "the victim's training never held (tests/hold/sitecustomize.py)"
     log = (results / cli.LOGS_DIR / "train" / f"train_{run_dir.name}.log").read_text()
     assert log.count(": experiments/train.py") == 2  # the killed attempt and its retry
-    assert f"{run_dir.name}: resuming from step" in log
+    assert f"{run_dir.name}: resuming from step {FAULT_HOLD_STEP}" in log
     resumed = json.loads((run_dir / "results.json").read_text())
     uninterrupted = json.loads((reference / run_dir.name / "results.json").read_text())
     assert resumed["step"] == FAULT_ITERATIONS

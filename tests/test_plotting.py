@@ -3,6 +3,7 @@ synthetic dumps and data files elsewhere; the printed commands, partial data, ba
 what the drawn figures show (log axes, fitted slopes, error bars, strip plots, ranges)."""
 
 import importlib.util
+import inspect
 import io
 import re
 from pathlib import Path
@@ -19,9 +20,12 @@ from dgp_snr import plotting
 from dgp_snr.evaluation import FigureDataRow, figure_data_path, write_figure_data
 from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler
-from dgp_snr.plotting import MissingInputsError, evaluation_figures, snr_summary
+from dgp_snr.plotting import MissingInputsError, common, evaluation_figures, snr_batch, snr_summary
 from dgp_snr.plotting import snr as snr_figures
+from dgp_snr.plotting.common import target_data
 from dgp_snr.protocol import paper_config
+from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.protocol.profiles import PROFILES
 from dgp_snr.reproduction import slope_fits
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, save_config
 
@@ -313,7 +317,7 @@ def drawn(monkeypatch):
         figures.append(fig)
         return []
 
-    for module in (snr_figures, snr_summary, evaluation_figures):
+    for module in (snr_figures, snr_summary, snr_batch, evaluation_figures):
         monkeypatch.setattr(module, "_save", keep)
     yield figures
     for fig in figures:
@@ -555,7 +559,12 @@ def test_summary_frames_record_the_standard_error_of_each_mean(tmp_path):
         path = dump_path(run_dir, "reg", 64, K, None, True)
         _synthetic_dump(path, "reg", K, rng, batch_size=64, datapoint=-1)
     df, _ = plotting.figure_9_data(
-        tmp_path, (1, 64), (1, 10), 3, out=io.StringIO(), num_estimates=R
+        tmp_path,
+        batch_sizes=(1, 64),
+        ks=(1, 10),
+        num_datapoints=3,
+        out=io.StringIO(),
+        num_estimates=R,
     )
     assert list(df.columns) == list(plotting.SNR_SUMMARY_COLUMNS)
     for row in df.itertuples():
@@ -571,3 +580,97 @@ def test_summary_frames_record_the_standard_error_of_each_mean(tmp_path):
         se, method = snr_summary.snr_standard_error(per_datapoint)
         assert (row.snr_se, row.snr_se_method) == (se, method)
         assert method == (snr_summary.SE_DATAPOINTS if bs == 1 else snr_summary.SE_BOOTSTRAP)
+
+
+# ------------------------------------------------------------------------------ one definition
+# per target (issue 20): a figure takes its target's parameters from protocol.targets by name
+
+
+def _own_options(name):
+    """The parameters of a figure's collect function that are not its target's."""
+    defined = inspect.signature(protocol_targets.TARGETS[name]).parameters
+    collect = inspect.signature(plotting.TIDY_FIGURES[name].collect).parameters
+    return [p for p in list(collect)[1:] if p not in defined]
+
+
+@pytest.mark.parametrize("name", sorted(protocol_targets.TARGETS))
+def test_a_figure_takes_its_targets_parameters_as_the_definition_declares_them(name):
+    """The collect and figure functions show the definition's parameters (names, defaults,
+    annotations) and only their own options besides: nothing copied that could drift."""
+    defined = list(inspect.signature(protocol_targets.TARGETS[name]).parameters.values())[1:]
+    figure = plotting.TIDY_FIGURES[name]
+    assert figure.collect.target == name
+    for function in (figure.collect, plotting.FIGURES[name]):
+        params = inspect.signature(function).parameters
+        for p in defined:
+            assert params[p.name] == p  # keyword-only, the definition's default and type
+    assert "out" in _own_options(name)
+    assert not set(_own_options(name)) & {p.name for p in defined}
+
+
+@pytest.mark.parametrize("name", sorted(protocol_targets.TARGETS))
+def test_no_parameter_of_a_target_is_positional(name, tmp_path):
+    """Keyword-only after the results path (and figures folder): a reordering of a definition's
+    parameters cannot rebind an argument; a positional one is refused."""
+    functions = (
+        (protocol_targets.TARGETS[name], 1),
+        (plotting.TIDY_FIGURES[name].collect, 1),
+        (plotting.FIGURES[name], 2),
+    )
+    for function, positional in functions:
+        params = list(inspect.signature(function).parameters.values())
+        assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:positional])
+        assert all(p.kind is p.KEYWORD_ONLY for p in params[positional:])
+        with pytest.raises(TypeError):
+            function(*[tmp_path] * positional, 1)
+
+
+def test_a_figure_option_named_as_a_target_parameter_is_refused():
+    def figure_1_data(results_path="results", *, ks=(1,), out=None, **params):
+        raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="duplicate parameter name"):
+        target_data("figure_1")(figure_1_data)
+
+
+def _dump_description(job, K, datapoint):
+    where = f"data point {datapoint}" if datapoint is not None else f"batch {job.batch_size}"
+    run, est, batch = job.config.run_name, job.estimator, job.batch_size
+    return f"gradient dump {run} {est} batch {batch} K={K} {where}"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("name", sorted(protocol_targets.TARGETS))
+def test_a_figure_reads_what_its_definition_asks(name, profile, tmp_path, monkeypatch):
+    """Called with a profile's parameters by name (nothing on disk), each figure asks for
+    exactly the inputs of its definition's spec built from the same parameters (the dumps of
+    its sampling jobs, its runs, its evaluation's datasets and splits) and prints that spec's
+    commands: a parameter not passed on by name, or not read back from the spec, would show
+    as other inputs."""
+    params = PROFILES[profile].params(name)
+    spec = protocol_targets.target_spec(name, tmp_path, **params)
+    reports = []
+    report = common._Needs.report
+    monkeypatch.setattr(common._Needs, "report", lambda *a: reports.append(report(*a))
+                        or reports[-1])  # fmt: skip
+    out = io.StringIO()
+    with pytest.raises(MissingInputsError):
+        plotting.TIDY_FIGURES[name].collect(tmp_path, out=out, **params)
+    assert reports[0].commands == spec.pending_commands() and reports[0].commands
+    assert spec.pending_commands()[0] in out.getvalue()
+    missing = reports[0].missing
+    if spec.samples:
+        found = {m.removeprefix("raw ") for m in missing if "gradient dump" in m}
+        asked = {_dump_description(j, K, dp) for j in spec.samples for K in j.ks
+                 for dp in j.datapoints()}  # fmt: skip
+        assert found == asked
+    elif spec.evaluation is not None:
+        job = spec.evaluation
+        files = [m for m in missing if ": fewer than" in m]
+        assert len(files) == (2 if name == "table_1" else 1) * len(job.datasets)
+        assert all(f"fewer than {job.splits} splits for" in m for m in files)
+        assert {m.split()[1] for m in missing if m.startswith("run ")} == {
+            c.run_name for c in spec.runs
+        }
+    else:
+        assert set(missing) == {f"run {c.run_name} (no checkpoint)" for c in spec.runs}

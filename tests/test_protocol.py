@@ -102,7 +102,9 @@ def test_table_1_marks_preview_data_on_every_output(results, tmp_path):
         for r in read_figure_data(figure_data_path(results, "table_1_tll"))
     ] == [("demo_normalized", f, s) for s in (0, 3) for f in (False, True)]
     out = io.StringIO()
-    report = table_1(results, tmp_path, ["demo_normalized"], 2, ITERATIONS, out=out)
+    report = table_1(
+        results, tmp_path, datasets=["demo_normalized"], splits=2, iterations=ITERATIONS, out=out
+    )
     assert "PREVIEW" not in report.text and "PREVIEW" not in out.getvalue()
 
     preview = evaluate_target("table_1", results, preview=True, **kwargs)
@@ -112,7 +114,9 @@ def test_table_1_marks_preview_data_on_every_output(results, tmp_path):
         splits = {r.split for r in read_figure_data(figure_data_path(results, name))}
         assert splits == {0, 1}
     out = io.StringIO()
-    report = table_1(results, tmp_path, ["demo_normalized"], 2, ITERATIONS, out=out)
+    report = table_1(
+        results, tmp_path, datasets=["demo_normalized"], splits=2, iterations=ITERATIONS, out=out
+    )
     assert report.text.startswith("PREVIEW: unfinished runs")
     assert "PREVIEW: Wilcoxon" in report.text
     assert (tmp_path / "table_1.txt").read_text().startswith("PREVIEW: unfinished runs")

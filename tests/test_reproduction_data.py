@@ -180,9 +180,11 @@ def test_export_target_writes_data_figure_and_meta(exported, results):
 
 def test_csv_round_trip_keeps_the_figure_numbers(results, exported, tmp_path):
     out = io.StringIO()
-    fig1, _ = plotting.figure_1_data(results, FIG1_KS, 2, out=out, **RECORDED)
-    fig2, _ = plotting.figure_2_data(results, FIG2_KS, out=out, **RECORDED)
-    fig9, _ = plotting.figure_9_data(results, (1, 64), FIG1_KS, 1, out=out, **RECORDED)
+    fig1, _ = plotting.figure_1_data(results, ks=FIG1_KS, num_datapoints=2, out=out, **RECORDED)
+    fig2, _ = plotting.figure_2_data(results, ks=FIG2_KS, out=out, **RECORDED)
+    fig9, _ = plotting.figure_9_data(
+        results, batch_sizes=(1, 64), ks=FIG1_KS, num_datapoints=1, out=out, **RECORDED
+    )
     assert list(fig1.columns) == list(plotting.FIGURE_1_COLUMNS)
     assert list(fig2.columns) == list(plotting.FIGURE_2_COLUMNS)
     assert list(fig9.columns) == list(plotting.SNR_SUMMARY_COLUMNS)

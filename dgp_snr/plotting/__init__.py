@@ -12,18 +12,24 @@ figure asks (another checkpoint step, number of estimates, ...) raises StaleInpu
 ValueError) with the command that rebuilds it. Beside each figure, <name>.inputs.json records
 the identity of every input it was drawn from (path, sha256, a dump's recorded settings).
 
-Every figure follows one template (common.TidyFigure): `<name>_data(results_path, ...)` collects
-its inputs into a tidy pandas DataFrame (columns in its docstring) and the report of the missing
-ones, `draw_<name>(df, figures_dir)` draws that frame alone, and `<name>(results_path,
-figures_dir, ...)` does both in turn. dgp_snr.reproduction commits the frame as CSV and redraws
-the figure from it (TIDY_FIGURES).
+Every figure follows one template (common.TidyFigure): `<name>_data(results_path, **params)`
+collects its inputs into a tidy pandas DataFrame (columns in its docstring) and the report of
+the missing ones, `draw_<name>(df, figures_dir)` draws that frame alone, and `<name>(results_path,
+figures_dir, **params)` does both in turn. dgp_snr.reproduction commits the frame as CSV and
+redraws the figure from it (TIDY_FIGURES). Everything after the results path and figures folder
+is keyword-only: a target's parameters by the names of its definition in
+dgp_snr.protocol.targets (the one place they are defined; common.target_data), then the
+figure's own options (`out`, Figure 1's `parameters`, Figure 2's `parameter` and `loss`, ...).
 
 Modules (inputs: K = 50 training, minibatch 64, IWAE, split 0 unless stated; "reg" = the
 REG-trained run; definitions of runs, K grids, data points and bins live in dgp_snr.protocol):
-  common              style, saving, missing-input report, FigureReport, TidyFigure
+  common              style, log-log axes, saving, missing-input report, FigureReport,
+                      TidyFigure and target_data (a target's parameters, from its definition)
   dumps               reading gradient dumps: SNR / raw samples of the encoder weights
   snr                 Figures 1 and 2 (SNR of single weights vs K; raw gradient estimates)
-  snr_summary         Figures 3, 8 and 9 (mean SNR over encoder weights)
+  snr_summary         the mean SNR over encoder weights (the frame of Figures 3, 8 and 9);
+                      Figure 3
+  snr_batch           Figures 8 and 9 (mean SNR of minibatch gradients)
   evaluation_figures  Figures 4 and 5 (learned vs fixed q(w)); the evaluation data files
   table               Table 1 and its Wilcoxon tests
   curves              learning curves: test log-likelihood vs iterations (training logs)
@@ -85,21 +91,23 @@ from dgp_snr.plotting.snr import (
     figure_2,
     figure_2_data,
 )
-from dgp_snr.plotting.snr_summary import (
-    ALL_WEIGHTS,
-    FIGURE_3,
+from dgp_snr.plotting.snr_batch import (
     FIGURE_8,
     FIGURE_9,
-    SNR_SUMMARY_COLUMNS,
-    draw_figure_3,
     draw_figure_8,
     draw_figure_9,
-    figure_3,
-    figure_3_data,
     figure_8,
     figure_8_data,
     figure_9,
     figure_9_data,
+)
+from dgp_snr.plotting.snr_summary import (
+    ALL_WEIGHTS,
+    FIGURE_3,
+    SNR_SUMMARY_COLUMNS,
+    draw_figure_3,
+    figure_3,
+    figure_3_data,
 )
 from dgp_snr.plotting.table import (
     TABLE_1,

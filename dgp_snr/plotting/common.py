@@ -5,9 +5,15 @@ A figure is a TidyFigure: `collect(results_path, **params) -> (tidy DataFrame, F
 gathers its inputs (printing the commands for the missing ones first; MissingInputsError when
 nothing exists) and `draw(df, figures_dir, **draw_options) -> [paths]` draws that frame alone,
 so dgp_snr.reproduction can commit the frame as CSV and redraw the figure from it.
-`TidyFigure.make` does both in turn; `TidyFigure.function` builds the public `figure_N(...)`
-with the signature the figure functions always had (results path, figures folder, then the
-collect parameters with the draw options in their old places).
+`TidyFigure.make` does both in turn; `TidyFigure.function` builds the public `figure_N(...)`:
+(results path, figures folder, then keyword-only the collect parameters and draw options).
+
+A target's parameters are defined once, by its definition in dgp_snr.protocol.targets: a
+figure's collect function is marked `@target_data(name)`, takes them as keyword arguments
+(`**params`, passed on by name to the definition) and reads them back from the spec the
+definition returns (TargetSpec.params); its signature shows them, keyword-only, with the
+definition's defaults. Nothing after the results path is positional, so a reordering of a
+definition's parameters cannot rebind an argument.
 
 A figure is drawn only from inputs that match what it asks: a gradient dump whose record
 (gradient_dumps.DumpRequest: step = the run's newest checkpoint, K, batch, data point,
@@ -25,9 +31,11 @@ import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple, TypeVar
 
+import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from dgp_snr.gradient_dumps import dump_problem, requested_step
@@ -114,6 +122,53 @@ def _missing_panel(ax: "plt.Axes") -> None:
     ax.set_yticks([])
 
 
+def _depth(config: RunConfig) -> int:
+    """'L1' -> 1, 'L1_G5' -> 2, ... (protocol.configuration_for_depth's inverse)."""
+    return len(config.model.configuration.split("_"))
+
+
+# ------------------------------------------------------------------------------ log-log axes
+#: How the theory's slopes (Rudner et al.: REG -1/2, DReG +1/2) are drawn.
+REFERENCE_STYLE = dict(color="0.45", linestyle=":", lw=1.2)
+
+
+def _reference_lines(
+    ax: "plt.Axes",
+    k_lo: float,
+    k_hi: float,
+    snr_at_lo: float,
+    slopes: Sequence[float] = (-0.5, 0.5),
+    **style: Any,
+) -> List["matplotlib.lines.Line2D"]:
+    """Lines SNR = snr_at_lo (K / k_lo)^slope from k_lo to k_hi: the theory's slopes, started
+    at a measured value (at the smallest K, where REG and DReG agree in expectation)."""
+    ks = np.geomspace(k_lo, k_hi, 50)
+    style = {**REFERENCE_STYLE, **style}
+    return [ax.plot(ks, snr_at_lo * (ks / k_lo) ** a, **style)[0] for a in slopes]
+
+
+def _integer_log_ticks(ax: "plt.Axes", ks: Sequence[int]) -> None:
+    """A log x axis with plain integer ticks: at the data's values of K when they are few
+    (one closer than a factor 1.5 to the previous is left out, as their labels would touch),
+    else at 1, 2, 5, 10, 20, ... within their range."""
+    ax.set_xscale("log")
+    ks = sorted(int(k) for k in ks)
+    if len(ks) > 6:
+        nice = [m * 10**e for e in range(5) for m in (1, 2, 5)]
+        ticks = [k for k in nice if ks[0] <= k <= ks[-1]]
+    else:
+        ticks = []
+        for k in ks:
+            if ticks and k < 1.5 * ticks[-1]:
+                if k != ks[-1]:
+                    continue
+                ticks.pop()  # the largest K keeps its tick
+            ticks.append(k)
+    ax.set_xticks(ticks)
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 # ------------------------------------------------------------------------------ commands
 class _Needs:
     """Collects a figure's missing inputs (for the report); the commands that make them are
@@ -148,10 +203,10 @@ class _Needs:
         self,
         config: RunConfig,
         estimator: str,
+        *,
         batch_size: int,
         K: int,
         datapoint: Optional[int],
-        num_datapoints: int,
         raw: bool,
     ) -> Optional[Path]:
         """The dump's path when it exists (an aggregate or, unless `raw` is needed, a raw one)
@@ -255,21 +310,48 @@ def _nothing(report: FigureReport, results_path: os.PathLike) -> MissingInputsEr
 
 
 # ------------------------------------------------------------------------------ template
+Collect = TypeVar("Collect", bound=Callable[..., Tuple[pd.DataFrame, FigureReport]])
+
+
+def target_data(target: str) -> Callable[[Collect], Collect]:
+    """Marks `<name>_data(results_path, *, <the figure's own options>, **params)` as taking
+    the parameters of the target's definition (protocol.targets.TARGETS[target]) as `params`:
+    its signature becomes results_path, then keyword-only the definition's parameters (names,
+    defaults, annotations: the one list of them) and the figure's own options. The function
+    passes `params` by name to the definition and reads them from the spec
+    (TargetSpec.params). A figure option named as a definition's parameter fails here."""
+
+    def mark(collect: Collect) -> Collect:
+        own = list(inspect.signature(collect).parameters.values())
+        head = [p for p in own if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        options = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        if len(head) != 1 or len(head) + len(options) + 1 != len(own):
+            raise TypeError(f"{collect.__name__}: (results_path, *, options..., **params) needed")
+        defined = list(inspect.signature(protocol_targets.TARGETS[target]).parameters.values())
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in defined[1:]]
+        signature = inspect.signature(collect)
+        collect.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=head + params + options
+        )
+        collect.target = target  # type: ignore[attr-defined]
+        return collect
+
+    return mark
+
+
 @dataclass(frozen=True)
 class TidyFigure:
     """A figure split into `collect` (results path and the figure's parameters -> tidy
     DataFrame and report; raises MissingInputsError when nothing exists) and `draw` (DataFrame,
     figures folder and the `draw_options` -> written paths), for dgp_snr.reproduction.
 
-    `draw_after`: the collect parameter after which the draw options stand in the figure
-    function's signature (None: at the end); `text`: for a table, the frame -> the text that
-    the figure function prints and puts in its report."""
+    `text`: for a table, the frame -> the text that the figure function prints and puts in
+    its report."""
 
     name: str
     collect: Callable[..., Tuple[pd.DataFrame, FigureReport]]
     draw: Callable[..., List[Path]]
     draw_options: Tuple[str, ...] = ()
-    draw_after: Optional[str] = None
     text: Optional[Callable[[pd.DataFrame], str]] = None
 
     def make(
@@ -293,8 +375,8 @@ class TidyFigure:
         return _finish(report, out)
 
     def signature(self) -> inspect.Signature:
-        """(results_path, figures_dir, *collect's parameters) with the draw options after
-        `draw_after`: the figure function's signature."""
+        """(results_path, figures_dir, *, collect's other parameters, the draw options): the
+        figure function's signature."""
         collect = list(inspect.signature(self.collect).parameters.values())
         draw = inspect.signature(self.draw).parameters
         figures_dir = inspect.Parameter(
@@ -303,11 +385,10 @@ class TidyFigure:
             default=FIGURES_DIR,
             annotation=os.PathLike,
         )
-        params = collect[:1] + [figures_dir] + collect[1:]
-        names = [p.name for p in params]
-        at = names.index(self.draw_after) + 1 if self.draw_after else len(params)
-        # Draw options go before keyword-only parameters (none today), as their old places.
-        params[at:at] = [draw[k] for k in self.draw_options]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params = collect[:1] + [figures_dir]
+        params += [p.replace(kind=keyword) for p in collect[1:]]
+        params += [draw[k].replace(kind=keyword) for k in self.draw_options]
         return inspect.Signature(params, return_annotation=FigureReport)
 
     def function(self, doc: str) -> Callable[..., FigureReport]:

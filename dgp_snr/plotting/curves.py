@@ -24,6 +24,7 @@ from dgp_snr.plotting.common import (
     LABELS,
     FigureReport,
     TidyFigure,
+    _depth,
     _in_order,
     _label,
     _Needs,
@@ -34,7 +35,6 @@ from dgp_snr.plotting.common import (
 from dgp_snr.protocol import PAPER_ITERATIONS
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.protocol.profiles import LEARNING_CURVE_TARGETS
-from dgp_snr.runs import RunConfig
 from dgp_snr.train_run import TENSORBOARD_DIR
 
 #: The scalars of the test metrics in the training log: `test/<metric>`.
@@ -99,13 +99,9 @@ def read_scalars(directory: os.PathLike, prefix: str = "") -> pd.DataFrame:
     return df.sort_values(["tag", "step"], ignore_index=True)
 
 
-def _depth(config: RunConfig) -> int:
-    """'L1' -> 1, 'L1_G5' -> 2, ... (protocol.configuration_for_depth's inverse)."""
-    return len(config.model.configuration.split("_"))
-
-
 def learning_curves_data(
     results_path: os.PathLike = "results",
+    *,
     targets: Sequence[str] = LEARNING_CURVE_TARGETS,
     iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,

@@ -77,6 +77,7 @@ def _collect_snr_paths(
     needs: "_Needs",
     config: RunConfig,
     estimator: str,
+    *,
     ks: Sequence[int],
     batch_size: int,
     num_datapoints: int,
@@ -87,7 +88,9 @@ def _collect_snr_paths(
     for K in ks:
         paths = []
         for dp in datapoints:
-            path = needs.dump(config, estimator, batch_size, K, dp, num_datapoints, raw=False)
+            path = needs.dump(
+                config, estimator, batch_size=batch_size, K=K, datapoint=dp, raw=False
+            )
             if path is not None:
                 paths.append(path)
         if paths:

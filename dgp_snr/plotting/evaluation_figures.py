@@ -11,6 +11,7 @@ and Table 1) that experiments/evaluate.py writes.
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
@@ -39,18 +40,9 @@ from dgp_snr.plotting.common import (
     _nothing,
     _save,
     _setup_style,
+    target_data,
 )
-from dgp_snr.protocol import (
-    FIGURE_4_DATASETS,
-    FIGURE_4_SPLITS,
-    FIGURE_5_BINS,
-    FIGURE_5_PANELS,
-    PAPER_ITERATIONS,
-    TEST_REPEATS,
-    TEST_SAMPLES,
-    pair_runs,
-    run_state,
-)
+from dgp_snr.protocol import FIGURE_5_BINS, pair_runs, run_state
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.runs import RunConfig, load_run
 
@@ -79,21 +71,27 @@ FIGURE_5_COLUMNS = (
 
 
 # ------------------------------------------------------------------------------ data files
+#: A data-file row's key: (dataset, flag, split); flag True: q(w) fixed (Figure 4), DReG
+#: (Table 1).
+RowKey = Tuple[str, bool, int]
+
+
 def _data_rows(
     needs: _Needs,
     target: str,
     metric: str,
     results_path: os.PathLike,
+    *,
     datasets: Sequence[str],
     splits: int,
     iterations: int,
-) -> Tuple[Dict[Tuple[str, bool, int], FigureDataRow], bool]:
+) -> Tuple[Dict[RowKey, FigureDataRow], bool]:
     """The rows of a target's data file keyed by (dataset, flag, split), for `datasets` (the
     file holds the splits evaluate.py selected), and whether the file is a PREVIEW. A dataset
     with fewer than `splits` paired splits is recorded as missing (the target definition's
     runs to train or finish, then evaluate.py, make it)."""
     path = target_files(target, results_path)[metric]
-    rows: Dict[Tuple[str, bool, int], FigureDataRow] = {}
+    rows: Dict[RowKey, FigureDataRow] = {}
     if path.is_file():
         for row in read_figure_data(path):
             if row.dataset in datasets:
@@ -111,21 +109,21 @@ def _data_rows(
 
 def _pair_config(
     target: str,
-    dataset: str,
-    flag: bool,
-    split: int,
+    key: RowKey,
     results_path: os.PathLike,
+    *,
     iterations: int,
     settings: Optional[Mapping[str, Any]],
 ) -> RunConfig:
     """The run behind a data-file row, with the target's extra settings (as its definition
     sets them)."""
+    dataset, flag, split = key
     run = pair_runs(target, dataset, split, results_path, iterations)[int(flag)]
     return run.config.with_settings(**dict(settings or {}))
 
 
 def _evaluated_step(
-    config: RunConfig, metric: str, values: np.ndarray, iterations: int, preview: bool
+    config: RunConfig, metric: str, values: np.ndarray, *, iterations: int, preview: bool
 ) -> int:
     """The checkpoint step whose evaluation gave `values`: the run's evaluation cache entry
     with these exact values (evaluate.py writes both from the same numbers); otherwise
@@ -140,6 +138,72 @@ def _evaluated_step(
         if key.startswith(f"{metric}:") and np.array_equal(entry.get("values"), values):
             return int(entry["step"])
     return UNKNOWN_STEP if preview else iterations
+
+
+@dataclass
+class _Evaluation:
+    """What Figure 4 and Table 1 read alike: the rows of their target's data files per metric
+    (`rows[metric]`, keyed by (dataset, flag, split)), whether any file is a PREVIEW, the
+    spec (its EvalJob: datasets, splits, iterations) and the report of the missing inputs."""
+
+    spec: protocol_targets.TargetSpec
+    results_path: os.PathLike
+    rows: Dict[str, Dict[RowKey, FigureDataRow]]
+    preview: bool
+    report: FigureReport
+
+    def runs(self, metric: str, dataset: str) -> List[Tuple[RowKey, FigureDataRow, int]]:
+        """(key, row, evaluated step: _evaluated_step) of the dataset's rows of `metric`,
+        flag F before T, then by split."""
+        job = self.spec.evaluation
+        assert job is not None  # an evaluation target's
+        out = []
+        for key in sorted(k for k in self.rows[metric] if k[0] == dataset):
+            row = self.rows[metric][key]
+            config = _pair_config(
+                self.spec.name,
+                key,
+                self.results_path,
+                iterations=job.iterations,
+                settings=self.spec.params["settings"],
+            )
+            step = _evaluated_step(
+                config, metric, row.values, iterations=job.iterations, preview=self.preview
+            )
+            out.append((key, row, step))
+        return out
+
+
+def _evaluation(
+    target: str,
+    results_path: os.PathLike,
+    params: Mapping[str, Any],
+    metrics: Sequence[str],
+    out: Optional[TextIO],
+) -> _Evaluation:
+    """Reads the data files of an evaluation target (figure_4, table_1) as its definition
+    (called with `params`) asks, records the missing inputs and prints their commands; raises
+    MissingInputsError when the first metric's file has no row for the datasets."""
+    spec = protocol_targets.target_spec(target, results_path, **params)
+    job = spec.evaluation
+    assert job is not None  # an evaluation target's
+    needs = _Needs(target, spec)
+    rows, preview = {}, False
+    for metric in metrics:
+        rows[metric], metric_preview = _data_rows(
+            needs,
+            target,
+            metric,
+            results_path,
+            datasets=job.datasets,
+            splits=job.splits,
+            iterations=job.iterations,
+        )
+        preview = preview or metric_preview
+    report = needs.report(out)
+    if not rows[metrics[0]]:
+        raise _nothing(report, results_path)
+    return _Evaluation(spec, results_path, rows, preview, report)
 
 
 def _violin(ax: "plt.Axes", values: np.ndarray, x: float, color: str) -> None:
@@ -172,47 +236,30 @@ def _strip(ax: "plt.Axes", values: np.ndarray, x: float, color: str) -> np.ndarr
 
 
 # ------------------------------------------------------------------------------ figure 4
+@target_data("figure_4")
 def figure_4_data(
-    results_path: os.PathLike = "results",
-    datasets: Sequence[str] = FIGURE_4_DATASETS,
-    splits: "protocol_targets.Splits" = FIGURE_4_SPLITS,
-    iterations: int = PAPER_ITERATIONS,
-    out: Optional[TextIO] = None,
-    settings: Optional[Mapping[str, Any]] = None,
-    num_predictive_samples: int = TEST_SAMPLES,
-    test_repeats: int = TEST_REPEATS,
+    results_path: os.PathLike = "results", *, out: Optional[TextIO] = None, **params: Any
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 4's inputs as a tidy frame (FIGURE_4_COLUMNS) and the report of its missing
-    inputs; raises MissingInputsError when the data file has no row for `datasets`.
+    inputs; raises MissingInputsError when the data file has no row for `datasets`. `params`:
+    the parameters of protocol.targets.figure_4 (datasets, splits, iterations, ...), by name.
 
     One row per run in the data file (dataset in `datasets` order, then learned before fixed
     q(w), then split): `qw` 'learned' or 'fixed', `test_ll` the mean of its `num_repeats`
     repeated test log-likelihoods, `step` the checkpoint evaluated, `preview` whether the file
     is marked PREVIEW. A dataset without rows keeps one row with `qw` NO_DATA (NaN test_ll)."""
-    spec = protocol_targets.figure_4(
-        results_path, datasets, splits, iterations, settings, num_predictive_samples, test_repeats
-    )
-    splits = len(protocol_targets.split_list(splits))
-    needs = _Needs("figure_4", spec)
-    rows, preview = _data_rows(
-        needs, "figure_4", "test_ll", results_path, datasets, splits, iterations
-    )
-    report = needs.report(out)
-    if not rows:
-        raise _nothing(report, results_path)
+    evaluation = _evaluation("figure_4", results_path, params, ("test_ll",), out)
+    preview = evaluation.preview
     records = []
-    for dataset in datasets:
-        mine = sorted(k for k in rows if k[0] == dataset)  # learned (F) first, then split
-        for key in mine:
-            row = rows[key]
-            config = _pair_config("figure_4", *key, results_path, iterations, settings)
-            step = _evaluated_step(config, "test_ll", row.values, iterations, preview)
+    for dataset in evaluation.spec.params["datasets"]:
+        runs = evaluation.runs("test_ll", dataset)  # learned (F) first, then split
+        for _, row, step in runs:
             records.append(
                 (dataset, row.split, QW[row.flag], row.mean, len(row.values), step, preview)
             )
-        if not mine:
+        if not runs:
             records.append((dataset, -1, NO_DATA, float("nan"), 0, UNKNOWN_STEP, preview))
-    return pd.DataFrame(records, columns=list(FIGURE_4_COLUMNS)), report
+    return pd.DataFrame(records, columns=list(FIGURE_4_COLUMNS)), evaluation.report
 
 
 def draw_figure_4(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> List[Path]:
@@ -275,18 +322,18 @@ figure_4 = FIGURE_4.function(
 
 
 # ------------------------------------------------------------------------------ figure 5
+@target_data("figure_5")
 def figure_5_data(
     results_path: os.PathLike = "results",
-    panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
-    num_predictive_samples: int = TEST_SAMPLES,
-    depth: int = 2,
-    iterations: int = PAPER_ITERATIONS,
-    out: Optional[TextIO] = None,
+    *,
     bins: int = FIGURE_5_BINS,
-    settings: Optional[Mapping[str, Any]] = None,
+    out: Optional[TextIO] = None,
+    **params: Any,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 5's inputs as a tidy frame (FIGURE_5_COLUMNS) and the report of its missing
-    inputs; raises MissingInputsError when no run of a panel has a checkpoint.
+    inputs; raises MissingInputsError when no run of a panel has a checkpoint. `params`: the
+    parameters of protocol.targets.figure_5 (panels, num_predictive_samples, depth, ...), by
+    name.
 
     Per (dataset, split, test point) panel and q(w) ('learned', 'fixed') whose run exists,
     `bins` rows: the density histogram of `num_predictive_samples` (S) predictive samples at the
@@ -294,9 +341,9 @@ def figure_5_data(
     `num_samples` column), each bin's edges `bin_left`, `bin_right` and `density`, with the
     observed (normalised) y of the point. A panel without either run keeps one row with `qw`
     NO_DATA. 2 x panels x bins rows (800 at the paper's settings)."""
-    spec = protocol_targets.figure_5(
-        results_path, panels, num_predictive_samples, depth, iterations, settings
-    )
+    spec = protocol_targets.figure_5(results_path, **params)
+    panels = spec.params["panels"]
+    num_predictive_samples = spec.params["num_predictive_samples"]
     needs = _Needs("figure_5", spec)
     # By (dataset, split, q(w)): two panels of one run (other test points) share its config.
     runs = {(c.dataset, c.split, c.model.qz_mode == "fix_mu_sigma"): c for c in spec.runs}

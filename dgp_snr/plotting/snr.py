@@ -11,7 +11,7 @@ of one weight (dumps of the demo_normalized runs, batch size 1).
 import os
 import re
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 import pandas as pd
@@ -28,10 +28,13 @@ from dgp_snr.plotting.common import (
     LABELS,
     FigureReport,
     TidyFigure,
+    _integer_log_ticks,
     _Needs,
     _nothing,
+    _reference_lines,
     _save,
     _setup_style,
+    target_data,
 )
 from dgp_snr.plotting.dumps import (
     _collect_snr_paths,
@@ -39,17 +42,7 @@ from dgp_snr.plotting.dumps import (
     weight_entry_labels,
     weight_samples,
 )
-from dgp_snr.plotting.snr_summary import _integer_log_ticks, _reference_lines
-from dgp_snr.protocol import (
-    FIGURE_1_KS,
-    FIGURE_1_PARAMETERS,
-    FIGURE_2_BINS,
-    FIGURE_2_KS,
-    FIGURE_2_PARAMETER,
-    GRADIENT_SAMPLES,
-    NUM_DATAPOINTS,
-    PAPER_ITERATIONS,
-)
+from dgp_snr.protocol import FIGURE_1_PARAMETERS, FIGURE_2_BINS, FIGURE_2_PARAMETER
 from dgp_snr.protocol import targets as protocol_targets
 
 #: figure_1_data's columns (one row per estimator, K and encoder weight entry).
@@ -69,20 +62,17 @@ FIGURE_2_COLUMNS = ("estimator", "K", "parameter", "quantity", "sample")
 
 
 # ------------------------------------------------------------------------------ figure 1
+@target_data("figure_1")
 def figure_1_data(
     results_path: os.PathLike = "results",
-    ks: Sequence[int] = FIGURE_1_KS,
-    num_datapoints: int = NUM_DATAPOINTS,
+    *,
     parameters: Sequence[int] = FIGURE_1_PARAMETERS,
-    iterations: int = PAPER_ITERATIONS,
     out: Optional[TextIO] = None,
-    depth: int = 1,
-    settings: Optional[Mapping[str, Any]] = None,
-    num_estimates: int = GRADIENT_SAMPLES,
-    aggregates: bool = True,
+    **params: Any,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 1's inputs as a tidy frame (FIGURE_1_COLUMNS), and the report of its missing
-    inputs (the commands printed first, as every figure does).
+    inputs (the commands printed first, as every figure does). `params`: the parameters of
+    protocol.targets.figure_1 (ks, num_datapoints, depth, ...), by name.
 
     One row per (estimator, K, encoder weight entry) found: `parameter` its label ('W0[0, 1]'),
     `snr` its SNR averaged over the `num_datapoints` dumps found at that K (batch size 1),
@@ -90,20 +80,16 @@ def figure_1_data(
     `parameters` (the drawn lines' order) or -1 when it is not drawn. Every entry is kept so
     that the mean SNR over weights (loglog slopes) can be computed from the file alone.
     Raises MissingInputsError when no dump exists."""
-    spec = protocol_targets.figure_1(
-        results_path,
-        ks,
-        num_datapoints,
-        iterations,
-        depth,
-        settings,
-        num_estimates,
-        aggregates,
-    )
+    spec = protocol_targets.figure_1(results_path, **params)
+    ks, num_datapoints = spec.params["ks"], spec.params["num_datapoints"]
+    depth = spec.params["depth"]
     config = spec.runs[0]
     needs = _Needs("figure_1", spec)
     found = {
-        est: _collect_snr_paths(needs, config, est, ks, 1, num_datapoints) for est in ESTIMATORS
+        est: _collect_snr_paths(
+            needs, config, est, ks=ks, batch_size=1, num_datapoints=num_datapoints
+        )
+        for est in ESTIMATORS
     }
     report = needs.report(out)
     if not any(found.values()):
@@ -254,27 +240,29 @@ figure_1 = FIGURE_1.function(
 
 
 # ------------------------------------------------------------------------------ figure 2
+@target_data("figure_2")
 def figure_2_data(
     results_path: os.PathLike = "results",
-    ks: Sequence[int] = FIGURE_2_KS,
+    *,
     parameter: int = FIGURE_2_PARAMETER,
-    iterations: int = PAPER_ITERATIONS,
-    out: Optional[TextIO] = None,
     loss: bool = True,
-    depth: int = 2,
-    settings: Optional[Mapping[str, Any]] = None,
-    num_estimates: int = GRADIENT_SAMPLES,
+    out: Optional[TextIO] = None,
+    **params: Any,
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 2's inputs as a tidy frame (FIGURE_2_COLUMNS), and the report of its missing
     inputs: one row per raw gradient estimate of encoder weight entry `parameter` (its label in
     `parameter`) per (estimator, K) found; `quantity` 'loss' (the negative bound's gradient,
-    the default) or 'bound'. 2 x len(ks) x num_estimates rows (6,000 at the paper's
+    the default) or 'bound'. `params`: the parameters of protocol.targets.figure_2 (ks,
+    num_estimates, ...), by name. 2 x len(ks) x num_estimates rows (6,000 at the paper's
     settings, about 250 KB as CSV). Raises MissingInputsError when no raw dump exists."""
-    spec = protocol_targets.figure_2(results_path, ks, iterations, depth, settings, num_estimates)
+    spec = protocol_targets.figure_2(results_path, **params)
+    ks = spec.params["ks"]
     config = spec.runs[0]
     needs = _Needs("figure_2", spec)
     found = {
-        (est, K): needs.dump(config, est, 1, K, 0, 1, raw=True) for est in ESTIMATORS for K in ks
+        (est, K): needs.dump(config, est, batch_size=1, K=K, datapoint=0, raw=True)
+        for est in ESTIMATORS
+        for K in ks
     }
     report = needs.report(out)
     if all(p is None for p in found.values()):
@@ -398,9 +386,7 @@ def draw_figure_2(
     return _save(fig, "figure_2", figures_dir)
 
 
-FIGURE_2 = TidyFigure(
-    "figure_2", figure_2_data, draw_figure_2, ("x_range", "bins"), draw_after="loss"
-)
+FIGURE_2 = TidyFigure("figure_2", figure_2_data, draw_figure_2, ("x_range", "bins"))
 figure_2 = FIGURE_2.function(
     """Histograms of raw gradient samples of one encoder weight at each K (rows), REG and DReG
     (columns), with the fitted normal, the mean (solid) and zero (dashed); demo_normalized,

@@ -12,7 +12,7 @@ the table from that frame alone.
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import matplotlib
 import numpy as np
@@ -28,26 +28,10 @@ from dgp_snr.plotting.common import (
     TidyFigure,
     _in_order,
     _label,
-    _Needs,
-    _nothing,
     _save,
+    target_data,
 )
-from dgp_snr.plotting.evaluation_figures import (
-    NO_DATA,
-    UNKNOWN_STEP,
-    _data_rows,
-    _evaluated_step,
-    _pair_config,
-)
-from dgp_snr.protocol import (
-    ELBO_REPEATS,
-    PAPER_ITERATIONS,
-    TABLE_1_DATASETS,
-    TABLE_1_SPLITS,
-    TEST_REPEATS,
-    TEST_SAMPLES,
-)
-from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.plotting.evaluation_figures import NO_DATA, UNKNOWN_STEP, _evaluation
 
 #: table_1_data's columns: one row per evaluated run.
 TABLE_1_COLUMNS = (
@@ -107,20 +91,14 @@ def _num_train(dataset: str) -> Optional[int]:
         return None
 
 
+@target_data("table_1")
 def table_1_data(
-    results_path: os.PathLike = "results",
-    datasets: Sequence[str] = TABLE_1_DATASETS,
-    splits: "protocol_targets.Splits" = TABLE_1_SPLITS,
-    iterations: int = PAPER_ITERATIONS,
-    out: Optional[TextIO] = None,
-    settings: Optional[Mapping[str, Any]] = None,
-    num_predictive_samples: int = TEST_SAMPLES,
-    test_repeats: int = TEST_REPEATS,
-    elbo_repeats: int = ELBO_REPEATS,
+    results_path: os.PathLike = "results", *, out: Optional[TextIO] = None, **params: Any
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Table 1's inputs as a tidy frame (TABLE_1_COLUMNS) and the report of its missing
     inputs; raises MissingInputsError when the test log-likelihood file has no row for
-    `datasets`.
+    `datasets`. `params`: the parameters of protocol.targets.table_1 (datasets, splits,
+    iterations, ...), by name.
 
     One row per run in the test log-likelihood file (dataset in `datasets` order, then REG
     before DReG, then split): `estimator` 'reg' or 'dreg', `test_ll` the mean of its
@@ -130,47 +108,24 @@ def table_1_data(
     loaded or no ELBO is there to divide), `step` the checkpoint evaluated (UNKNOWN_STEP: -1
     when not known), `preview` whether either file is marked PREVIEW. A dataset without rows
     keeps one row with `estimator` NO_DATA (NaN values)."""
-    spec = protocol_targets.table_1(
-        results_path,
-        datasets,
-        splits,
-        iterations,
-        settings,
-        num_predictive_samples,
-        test_repeats,
-        elbo_repeats,
-    )
-    splits = len(protocol_targets.split_list(splits))
-    needs = _Needs("table_1", spec)
-    tll, preview = _data_rows(
-        needs, "table_1", "test_ll", results_path, datasets, splits, iterations
-    )
-    elbo, elbo_preview = _data_rows(
-        needs, "table_1", "train_elbo", results_path, datasets, splits, iterations
-    )
-    preview = preview or elbo_preview
-    report = needs.report(out)
-    if not tll:
-        raise _nothing(report, results_path)
+    evaluation = _evaluation("table_1", results_path, params, ("test_ll", "train_elbo"), out)
+    elbo, preview = evaluation.rows["train_elbo"], evaluation.preview
     nan = float("nan")
     records = []
-    for dataset in datasets:
-        mine = sorted(k for k in tll if k[0] == dataset)  # REG (F) first, then split
+    for dataset in evaluation.spec.params["datasets"]:
+        runs = evaluation.runs("test_ll", dataset)  # REG (F) first, then split
         # Loading the data for its size only when an ELBO needs it (as the table always did).
-        has_elbo = any(k in elbo for k in mine)
+        has_elbo = any(key in elbo for key, _, _ in runs)
         n = _num_train(dataset) if has_elbo else None
-        for key in mine:
-            row = tll[key]
-            config = _pair_config("table_1", *key, results_path, iterations, settings)
-            step = _evaluated_step(config, "test_ll", row.values, iterations, preview)
+        for key, row, step in runs:
             records.append(
                 (dataset, row.split, ESTIMATORS[row.flag], row.mean)
                 + (elbo[key].mean if key in elbo else nan, nan if n is None else float(n))
                 + (len(row.values), step, preview)
             )
-        if not mine:
+        if not runs:
             records.append((dataset, -1, NO_DATA, nan, nan, nan, 0, UNKNOWN_STEP, preview))
-    return pd.DataFrame(records, columns=list(TABLE_1_COLUMNS)), report
+    return pd.DataFrame(records, columns=list(TABLE_1_COLUMNS)), evaluation.report
 
 
 # ------------------------------------------------------------------------------ the table

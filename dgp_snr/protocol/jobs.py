@@ -247,12 +247,15 @@ class EvalJob:
 
 @dataclass
 class TargetSpec:
-    """What a target needs: its training runs, sampling jobs and evaluation (then its plot)."""
+    """What a target needs: its training runs, sampling jobs and evaluation (then its plot).
+    `params`: the parameters its definition (protocol.targets) was called with, by name and
+    with the defaults applied, results_path left out; the figure reads them from here."""
 
     name: str
     runs: List[RunConfig] = field(default_factory=list)
     samples: List[SampleJob] = field(default_factory=list)
     evaluation: Optional[EvalJob] = None
+    params: Dict[str, Any] = field(default_factory=dict)
 
     def add_run(self, config: RunConfig) -> RunConfig:
         if all(c.run_name != config.run_name for c in self.runs):

@@ -7,8 +7,13 @@ log-likelihood, iterations, extra run settings) default to the paper's and are w
 missing-input report prints the commands of its jobs not yet done, and evaluate.py reads its
 evaluation settings from it. The job and spec classes live in dgp_snr.protocol.jobs (exported
 here too).
+
+Each definition's signature is the one list of the target's parameters: they are keyword-only
+(a reordering cannot rebind an argument) and the spec records them by name, defaults applied
+(TargetSpec.params), which is where the target's figure (dgp_snr.plotting) reads them from.
 """
 
+import functools
 import inspect
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -52,9 +57,26 @@ from dgp_snr.runs import RunConfig
 ESTIMATORS = ("reg", "dreg")
 
 
+def _definition(define: Callable[..., TargetSpec]) -> Callable[..., TargetSpec]:
+    """A target definition that records the parameters it was called with (every one by name,
+    defaults applied; results_path left out) in its spec's `params`."""
+    signature = inspect.signature(define)
+
+    @functools.wraps(define)  # keeps the signature (inspect follows __wrapped__)
+    def target(*args: Any, **kwargs: Any) -> TargetSpec:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        spec = define(*args, **kwargs)
+        spec.params = {k: v for k, v in bound.arguments.items() if k != "results_path"}
+        return spec
+
+    return target
+
+
 def _snr_jobs(
     spec: TargetSpec,
     config: RunConfig,
+    *,
     ks: Sequence[int],
     batch_size: int,
     num_datapoints: int,
@@ -68,11 +90,11 @@ def _snr_jobs(
             SampleJob(
                 config,
                 est,
-                tuple(sorted(ks)),
-                batch_size,
-                num_datapoints if batch_size == 1 else 1,
-                aggregates,
-                num_estimates,
+                ks=tuple(sorted(ks)),
+                batch_size=batch_size,
+                num_datapoints=num_datapoints if batch_size == 1 else 1,
+                aggregates=aggregates,
+                num_estimates=num_estimates,
             )
         )
 
@@ -80,8 +102,10 @@ def _snr_jobs(
 Settings = Optional[Mapping[str, Any]]
 
 
+@_definition
 def figure_1(
     results_path: os.PathLike = "results",
+    *,
     ks: Sequence[int] = FIGURE_1_KS,
     num_datapoints: int = NUM_DATAPOINTS,
     iterations: int = PAPER_ITERATIONS,
@@ -100,12 +124,22 @@ def figure_1(
         iterations=iterations,
         **dict(settings or {}),
     )
-    _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, num_estimates)
+    _snr_jobs(
+        spec,
+        config,
+        ks=ks,
+        batch_size=1,
+        num_datapoints=num_datapoints,
+        aggregates=aggregates,
+        num_estimates=num_estimates,
+    )
     return spec
 
 
+@_definition
 def figure_2(
     results_path: os.PathLike = "results",
+    *,
     ks: Sequence[int] = FIGURE_2_KS,
     iterations: int = PAPER_ITERATIONS,
     depth: int = 2,
@@ -122,12 +156,22 @@ def figure_2(
         iterations=iterations,
         **dict(settings or {}),
     )
-    _snr_jobs(spec, config, ks, 1, 1, False, num_estimates)
+    _snr_jobs(
+        spec,
+        config,
+        ks=ks,
+        batch_size=1,
+        num_datapoints=1,
+        aggregates=False,
+        num_estimates=num_estimates,
+    )
     return spec
 
 
+@_definition
 def figure_3(
     results_path: os.PathLike = "results",
+    *,
     datasets: Sequence[str] = FIGURE_3_DATASETS,
     depths: Sequence[int] = FIGURE_3_DEPTHS,
     ks: Sequence[int] = FIGURE_3_KS,
@@ -149,13 +193,22 @@ def figure_3(
                 iterations=iterations,
                 **dict(settings or {}),
             )
-            _snr_jobs(spec, config, ks, 1, num_datapoints, aggregates, num_estimates)
+            _snr_jobs(
+                spec,
+                config,
+                ks=ks,
+                batch_size=1,
+                num_datapoints=num_datapoints,
+                aggregates=aggregates,
+                num_estimates=num_estimates,
+            )
     return spec
 
 
 def _evaluation_target(
     name: str,
     results_path: os.PathLike,
+    *,
     datasets: Sequence[str],
     splits: Splits,
     iterations: int,
@@ -164,6 +217,9 @@ def _evaluation_target(
     test_repeats: int,
     elbo_repeats: int,
 ) -> TargetSpec:
+    """What Figure 4 and Table 1 share: per dataset and split the target's pair of runs
+    (protocol.pair_runs: learned / fixed q(w), or REG / DReG), and one evaluate.py job over
+    them (EvalJob; the figure reads its data files)."""
     from dgp_snr.protocol import pair_runs
 
     chosen = split_list(splits)
@@ -177,18 +233,20 @@ def _evaluation_target(
     spec.evaluation = EvalJob(
         name,
         str(results_path),
-        tuple(datasets),
-        len(chosen),
-        iterations,
-        num_predictive_samples,
-        test_repeats,
-        elbo_repeats,
+        datasets=tuple(datasets),
+        splits=len(chosen),
+        iterations=iterations,
+        num_predictive_samples=num_predictive_samples,
+        repeats=test_repeats,
+        elbo_repeats=elbo_repeats,
     )
     return spec
 
 
+@_definition
 def figure_4(
     results_path: os.PathLike = "results",
+    *,
     datasets: Sequence[str] = FIGURE_4_DATASETS,
     splits: Splits = FIGURE_4_SPLITS,
     iterations: int = PAPER_ITERATIONS,
@@ -200,18 +258,20 @@ def figure_4(
     return _evaluation_target(
         "figure_4",
         results_path,
-        datasets,
-        splits,
-        iterations,
-        settings,
-        num_predictive_samples,
-        test_repeats,
-        ELBO_REPEATS,
+        datasets=datasets,
+        splits=splits,
+        iterations=iterations,
+        settings=settings,
+        num_predictive_samples=num_predictive_samples,
+        test_repeats=test_repeats,
+        elbo_repeats=ELBO_REPEATS,  # no ELBO in Figure 4
     )
 
 
+@_definition
 def table_1(
     results_path: os.PathLike = "results",
+    *,
     datasets: Sequence[str] = TABLE_1_DATASETS,
     splits: Splits = TABLE_1_SPLITS,
     iterations: int = PAPER_ITERATIONS,
@@ -224,18 +284,20 @@ def table_1(
     return _evaluation_target(
         "table_1",
         results_path,
-        datasets,
-        splits,
-        iterations,
-        settings,
-        num_predictive_samples,
-        test_repeats,
-        elbo_repeats,
+        datasets=datasets,
+        splits=splits,
+        iterations=iterations,
+        settings=settings,
+        num_predictive_samples=num_predictive_samples,
+        test_repeats=test_repeats,
+        elbo_repeats=elbo_repeats,
     )
 
 
+@_definition
 def figure_5(
     results_path: os.PathLike = "results",
+    *,
     panels: Sequence[Tuple[str, int, int]] = FIGURE_5_PANELS,
     num_predictive_samples: int = TEST_SAMPLES,
     depth: int = 2,
@@ -261,8 +323,10 @@ def figure_5(
     return spec
 
 
+@_definition
 def figure_8(
     results_path: os.PathLike = "results",
+    *,
     datasets: Sequence[str] = FIGURE_8_DATASETS,
     split: int = FIGURE_8_SPLIT,
     K: int = FIGURE_8_K,
@@ -283,12 +347,22 @@ def figure_8(
             iterations=iterations,
             **dict(settings or {}),
         )
-        _snr_jobs(spec, config, [K], batch_size, 1, aggregates, num_estimates)
+        _snr_jobs(
+            spec,
+            config,
+            ks=[K],
+            batch_size=batch_size,
+            num_datapoints=1,
+            aggregates=aggregates,
+            num_estimates=num_estimates,
+        )
     return spec
 
 
+@_definition
 def figure_9(
     results_path: os.PathLike = "results",
+    *,
     batch_sizes: Sequence[int] = FIGURE_9_BATCH_SIZES,
     ks: Sequence[int] = FIGURE_9_KS,
     num_datapoints: int = FIGURE_9_DATAPOINTS,
@@ -313,7 +387,16 @@ def figure_9(
         **dict(settings or {}),
     )
     for bs in batch_sizes:
-        _snr_jobs(spec, config, ks, bs, num_datapoints, aggregates, num_estimates, ("reg",))
+        _snr_jobs(
+            spec,
+            config,
+            ks=ks,
+            batch_size=bs,
+            num_datapoints=num_datapoints,
+            aggregates=aggregates,
+            num_estimates=num_estimates,
+            estimators=("reg",),
+        )
     return spec
 
 

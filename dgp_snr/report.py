@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.stats
 
 from dgp_snr.io import atomic_write_text
-from dgp_snr.reproduction import TOO_FEW_POINTS, curve_slopes
+from dgp_snr.slopes import TOO_FEW_POINTS, curve_slopes
 
 REPORT_FILE = Path("reproduction") / "REPRODUCTION.md"
 AUTHORS_CSV = Path("reproduction") / "authors" / "figure_data.csv"
@@ -432,7 +432,7 @@ def provenance(root: Path) -> str:
 
 def _slopes(target: str) -> Callable[[Path], str]:
     """The log-log slopes of a target's SNR-vs-K curves over the declared K ranges
-    (reproduction.SLOPE_RANGES), as reproduction.curve_slopes fits them."""
+    (slopes.SLOPE_RANGES), as slopes.curve_slopes fits them."""
 
     def block(root: Path) -> str:
         fits = curve_slopes(_data(root, target))

@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgp_snr.evaluation import FigureDataRow, figure_data_path, read_figure_data, write_figure_data
+from dgp_snr.figure_data import (
+    FigureDataRow,
+    figure_data_path,
+    read_figure_data,
+    write_figure_data,
+)
 from dgp_snr.gradient_dumps import (
     RECORD_FIELDS,
     DumpRequest,

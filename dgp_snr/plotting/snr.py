@@ -185,7 +185,7 @@ def _draw_figure_1_summary(ax: "plt.Axes", df: pd.DataFrame) -> None:
     """Figure 1's log-log panel: mean SNR over the encoder weight entries vs K, the fits over
     the declared K ranges and the theory's ±1/2."""
     # Imported here: dgp_snr.reproduction imports the plotting package (its TIDY_FIGURES).
-    from dgp_snr.reproduction import mean_snr_by_k, slope_fits
+    from dgp_snr.slopes import mean_snr_by_k, slope_fits
 
     ks = sorted(int(k) for k in df["K"].unique())
     fit_styles = ["-", "--"]

@@ -13,7 +13,7 @@ import inspect
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from dgp_snr.protocol import (
+from dgp_snr.protocol.constants import (
     ELBO_REPEATS,
     FIGURE_1_KS,
     FIGURE_2_KS,
@@ -164,7 +164,7 @@ def _evaluation_target(
     test_repeats: int,
     elbo_repeats: int,
 ) -> TargetSpec:
-    from dgp_snr.protocol import pair_runs
+    from dgp_snr.protocol.splits import pair_runs
 
     chosen = split_list(splits)
     spec = TargetSpec(name)

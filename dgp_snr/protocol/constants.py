@@ -9,6 +9,9 @@ compute_tlls_and_elbos.py of timrudner/snr_issues_in_deep_gps) where they differ
 import os
 from typing import Any
 
+# Evaluation: TEST_SAMPLES (10,000) samples per test log-likelihood, repeated TEST_REPEATS (10)
+# times; ELBO_REPEATS (10) train ELBO repeats. Defined with the Evaluator, whose defaults they
+# are, so that evaluating a run does not import the protocol.
 from dgp_snr.evaluation import ELBO_REPEATS as ELBO_REPEATS
 from dgp_snr.evaluation import TEST_REPEATS as TEST_REPEATS
 from dgp_snr.evaluation import TEST_SAMPLES as TEST_SAMPLES
@@ -18,8 +21,6 @@ from dgp_snr.runs import RunConfig
 PAPER_ITERATIONS = 300_000
 PAPER_K = 50
 PAPER_MINIBATCH = 64
-#: Evaluation: TEST_SAMPLES (10,000) samples per test log-likelihood, repeated TEST_REPEATS
-#: (10) times; ELBO_REPEATS (10) ELBO repeats: the Evaluator's defaults, imported above.
 #: Gradient estimates per dump, and data points for per-point SNRs (batch size 1).
 GRADIENT_SAMPLES = 1000
 NUM_DATAPOINTS = 10

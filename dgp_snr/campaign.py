@@ -21,13 +21,15 @@ import pandas as pd
 from dgp_snr import report
 from dgp_snr.configs import RunConfig
 from dgp_snr.data import get_regression_data
-from dgp_snr.evaluation import EVALUATION_FILE, Evaluator, evaluate_run
+from dgp_snr.evaluation import Evaluator
 from dgp_snr.io import atomic_write_text
 from dgp_snr.plotting.curves import read_scalars
 from dgp_snr.plotting.paper_runs import draw_paper_runs
 from dgp_snr.protocol.profiles import PROFILES
 from dgp_snr.protocol.targets import target_spec
 from dgp_snr.reproduction import export_target
+from dgp_snr.run_evaluation import EVALUATION_FILE, evaluate_run
+from dgp_snr.run_logging import TENSORBOARD_DIR
 from dgp_snr.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -37,10 +39,10 @@ from dgp_snr.runs import (
     RunCheckpoints,
     build_run,
     check_checkpoint,
+    check_resumable,
     checkpoint_steps,
     load_config,
 )
-from dgp_snr.train_run import TENSORBOARD_DIR, check_resumable
 from dgp_snr.training_record import TRAINING_RECORD_FILE
 
 #: Where the committed state lives, relative to the repository root.
@@ -189,7 +191,7 @@ def restore_run(committed: os.PathLike, results_path: os.PathLike) -> str:
     """Brings the committed run into <results_path>/<run>/ unless that folder already has a
     checkpoint at least as new; returns what it did, in words. Evaluations are merged (the
     local ones win). Raises ValueError when the folder holds checkpoints of a run with other
-    settings (train_run.check_resumable)."""
+    settings (runs.check_resumable)."""
     committed = Path(committed)
     run_dir = Path(results_path) / committed.name
     steps = checkpoint_steps(committed)

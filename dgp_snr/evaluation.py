@@ -1,9 +1,8 @@
-"""Evaluating trained runs: the Monte Carlo test log-likelihood (with the predictive mean from
+"""Evaluating a trained model: the Monte Carlo test log-likelihood (with the predictive mean from
 the same samples), the full-data train ELBO (and the bound per data point on any set) and
-predictive samples, all compiled and chunked so that memory stays bounded, plus the paper's run
-sets' evaluation (Table 1, Figure 4; which runs enter is dgp_snr.protocol's rule) and the
-plain-text figure data files. train_run's final results and
-in-training test logs use the same Evaluator.
+predictive samples, all compiled and chunked so that memory stays bounded. A run's cached
+evaluation is dgp_snr.run_evaluation's, a paper target's dgp_snr.protocol.target_evaluation's;
+a run's final results and in-training test logs (dgp_snr.metrics) use the same Evaluator.
 
 Memory. One compiled call pushes B points x S samples ("rows") through the layers; a GP layer
 with M inducing points and L latent GPs holds a few [L, M, rows] arrays. The Evaluator picks B
@@ -13,54 +12,27 @@ rows * max_l(M_l * L_l) <= max_elements; 10,000 samples at 10,000 test points ru
 Randomness. Every random draw is a stateless function of (seed, purpose, repeat, layer) and the
 point's index in the data set, so a point's estimate does not depend on how the points (or the
 samples) are chunked: one chunk and many chunks give the same numbers for the same seed.
-
-Figure data files (``<results_path>/figure_data/*.txt``) are tab-separated text, one line per
-run: ``dataset  flag  split  value_1 ... value_R`` with flag T or F (Figure 4: T = q(w) fixed
-to the prior; Table 1: T = DReG) and the R repeated estimates, as the reference writes them.
-Each line is preceded by a comment recording what made it (FigureDataRow.made: the run, the
-checkpoint step it was evaluated at, the samples per estimate, the repeats and the seed), so a
-file evaluated at an older checkpoint or with other settings is not taken as complete
-(protocol.jobs.EvalJob.complete). Readers of the reference's format skip comments.
 """
 
-import json
 import math
-import os
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
-from dgp_snr.io import describe_write_error, write_json
 from dgp_snr.models import DeepGP
-from dgp_snr.protocol import (
-    ELBO_REPEATS,
-    PAPER_ITERATIONS,
-    TEST_REPEATS,
-    TEST_SAMPLES,
-    SplitSelection,
-    missing_runs,
-    select_splits,
-    train_command,
-)
-from dgp_snr.runs import (
-    CHECKPOINT_DIR,
-    atomic_write_text,
-    latest_checkpoint_step,
-    load_config,
-    load_run,
-)
 from dgp_snr.seeds import Stream, stream_keys
 
 #: Elements (rows x M x latent GPs) per compiled call; about 128 MiB per float64 intermediate.
 DEFAULT_MAX_ELEMENTS = 2**24
-EVALUATION_FILE = "evaluation.json"
-FIGURE_DATA_DIR = "figure_data"
+#: The paper's evaluation, the defaults here (dgp_snr.protocol exports them with its settings):
+#: 10,000 samples per test log-likelihood, repeated 10 times; 10 train ELBO repeats.
+TEST_SAMPLES = 10_000
+TEST_REPEATS = 10
+ELBO_REPEATS = 10
 
 
 # ------------------------------------------------------------------------------ the evaluator
@@ -375,305 +347,3 @@ def _check_xy(X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if X.shape[0] == 0:
         raise ValueError("no points to evaluate")
     return X, Y
-
-
-# ------------------------------------------------------------------------------ runs
-@dataclass
-class RunEvaluation:
-    """What evaluate_run computed (or found cached) for one run at one checkpoint.
-
-    test_ll: [R] mean test log-likelihood per repeat (None when not asked for);
-    train_elbo: [R] full-data train ELBO per repeat (None when not asked for)."""
-
-    run_name: str
-    step: int
-    test_ll: Optional[np.ndarray] = None
-    train_elbo: Optional[np.ndarray] = None
-    cached: Dict[str, bool] = field(default_factory=dict)
-
-
-def _cache_key(kind: str, step: int, samples: Optional[int], repeats: int, seed: int) -> str:
-    # "S=": the samples per point (S or K); the key's spelling is evaluation.json's format.
-    return f"{kind}:step={step}:S={samples}:R={repeats}:seed={seed}"
-
-
-def _read_cache(run_dir: Path) -> Dict[str, dict]:
-    path = run_dir / EVALUATION_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"corrupt evaluation cache {path}: {err}; delete it to recompute"
-        ) from err
-    if not isinstance(data, dict):
-        raise ValueError(f"corrupt evaluation cache {path}: expected a JSON object")
-    return data
-
-
-def _write_cache(run_dir: Path, data: Dict[str, dict]) -> None:
-    """Caches results; a failed write (e.g. a read-only folder) only warns, since the results
-    are returned anyway."""
-    try:
-        write_json(run_dir / EVALUATION_FILE, data, indent=2, sort_keys=True)
-    except OSError as err:
-        warnings.warn(f"results not cached: {describe_write_error(err)}", stacklevel=3)
-
-
-def evaluate_run(
-    run_dir: os.PathLike,
-    test_ll: bool = True,
-    elbo: bool = False,
-    num_predictive_samples: int = TEST_SAMPLES,
-    repeats: int = TEST_REPEATS,
-    elbo_repeats: int = ELBO_REPEATS,
-    seed: int = 0,
-    step: Optional[int] = None,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    recompute: bool = False,
-    progress: bool = False,
-) -> RunEvaluation:
-    """Test log-likelihood ([repeats] values, S = `num_predictive_samples` each) and/or the
-    full-data train ELBO ([elbo_repeats] values, the run's K) of a run's checkpoint (default:
-    latest).
-
-    Results are cached in <run_dir>/evaluation.json, keyed by step, samples, repeats and seed;
-    `recompute` ignores the cache. Raises FileNotFoundError for a run without a checkpoint."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    explicit_step = step is not None
-    if step is None:
-        step = latest_checkpoint_step(run_dir)
-        if step is None:
-            raise FileNotFoundError(f"{run_dir} has no checkpoint in {CHECKPOINT_DIR}/ yet")
-    cache = {} if recompute else _read_cache(run_dir)
-    keys = {
-        "test_ll": _cache_key("test_ll", step, num_predictive_samples, repeats, seed),
-        "train_elbo": _cache_key(
-            "train_elbo", step, config.model.num_importance_samples, elbo_repeats, seed
-        ),
-    }
-    wanted = [k for k, on in (("test_ll", test_ll), ("train_elbo", elbo)) if on]
-    result = RunEvaluation(config.run_name, step)
-    todo = []
-    for kind in wanted:
-        if keys[kind] in cache:
-            setattr(result, kind, np.asarray(cache[keys[kind]]["values"], dtype=np.float64))
-            result.cached[kind] = True
-        else:
-            todo.append(kind)
-    if not todo:
-        return result
-
-    # Default: the newest readable checkpoint (a damaged newer one is passed over, warned).
-    model, trainer, data, _ = load_run(run_dir, step if explicit_step else None)
-    restored = int(trainer.step.numpy())
-    if restored != step:
-        return evaluate_run(
-            run_dir, test_ll, elbo, num_predictive_samples, repeats, elbo_repeats, seed, restored,
-            max_elements, recompute, progress,
-        )  # fmt: skip
-    evaluator = Evaluator(model, max_elements)
-    if recompute:
-        cache = _read_cache(run_dir)
-    for kind in todo:
-        if kind == "test_ll":
-            values = evaluator.test_log_likelihood(
-                data.X_test, data.Y_test, num_predictive_samples, repeats, seed, progress
-            ).values
-        else:
-            values = evaluator.train_elbo(
-                data.X_train, data.Y_train, None, elbo_repeats, seed, progress
-            )
-        if not np.all(np.isfinite(values)):
-            raise FloatingPointError(f"{run_dir}: {kind} is not finite: {values}")
-        setattr(result, kind, values)
-        result.cached[kind] = False
-        cache[keys[kind]] = {"values": values.tolist(), "step": step}
-    _write_cache(run_dir, cache)
-    return result
-
-
-# ------------------------------------------------------------------------------ figure data
-@dataclass
-class FigureDataRow:
-    """One line of a figure data file: dataset, flag (Figure 4: fixq; Table 1: DReG), split and
-    the repeated values [R]; `made`: what made them (MADE_FIELDS; None when not recorded)."""
-
-    dataset: str
-    flag: bool
-    split: int
-    values: np.ndarray
-    made: Optional[Dict[str, object]] = None
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-
-def figure_data_path(results_path: os.PathLike, name: str) -> Path:
-    """<results_path>/figure_data/<name>.txt"""
-    return Path(results_path) / FIGURE_DATA_DIR / f"{name}.txt"
-
-
-PREVIEW_MARKER = "PREVIEW: unfinished runs"
-#: The comment before a data line that records what made it: "# made: {json}".
-MADE_MARKER = "made:"
-#: What a row's record holds: its run, the checkpoint step evaluated, S (samples per test
-#: log-likelihood, or the run's K for the ELBO), the repeats R and the evaluation seed.
-MADE_FIELDS = ("run", "step", "samples", "repeats", "seed")
-
-
-def write_figure_data(
-    path: os.PathLike, rows: Iterable[FigureDataRow], preview: bool = False
-) -> Path:
-    """Writes rows (tab-separated: dataset, T/F, split, values) atomically; `preview` marks the
-    file (a comment line) as holding runs that had not reached the protocol's iterations."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {PREVIEW_MARKER}\n"] if preview else []
-    for row in rows:
-        if row.made is not None:
-            lines.append(f"# {MADE_MARKER} {json.dumps(row.made, sort_keys=True)}\n")
-        values = "\t".join(repr(float(v)) for v in np.atleast_1d(row.values))
-        lines.append(f"{row.dataset}\t{'T' if row.flag else 'F'}\t{row.split}\t{values}\n")
-    atomic_write_text(path, "".join(lines))
-    return path
-
-
-def read_figure_data(path: os.PathLike) -> List[FigureDataRow]:
-    """Reads a figure data file (tabs or spaces); raises ValueError naming the file and line
-    for a malformed line, FileNotFoundError when it does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"figure data file {path} does not exist")
-    rows = []
-    made: Optional[Dict[str, object]] = None  # the record of the next data line
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        comment = line.lstrip()
-        if comment.startswith("#"):
-            text = comment[1:].strip()
-            if text.startswith(MADE_MARKER):
-                try:
-                    made = json.loads(text[len(MADE_MARKER) :])
-                except ValueError:
-                    made = None  # an unreadable record counts as none
-            continue
-        if not line.strip():
-            continue
-        cols = line.split()
-        try:
-            if len(cols) < 4:
-                raise ValueError("expected: dataset, T/F, split, one or more values")
-            if cols[1] not in ("T", "F"):
-                raise ValueError(f"flag must be T or F, got {cols[1]!r}")
-            values = np.array([float(v) for v in cols[3:]])
-            record = made if isinstance(made, dict) else None
-            rows.append(FigureDataRow(cols[0], cols[1] == "T", int(cols[2]), values, record))
-            made = None
-        except ValueError as err:
-            raise ValueError(f"{path}, line {number}: malformed figure data ({err})") from None
-    return rows
-
-
-def figure_data_is_preview(path: os.PathLike) -> bool:
-    """Whether a figure data file was written from unfinished runs (evaluate.py --preview)."""
-    path = Path(path)
-    return path.is_file() and any(
-        line.strip() == f"# {PREVIEW_MARKER}" for line in path.read_text().splitlines()
-    )
-
-
-# ------------------------------------------------------------------------------ targets
-def target_files(target: str, results_path: os.PathLike = "results") -> Dict[str, Path]:
-    """The data files a target writes: metric -> path."""
-    if target == "figure_4":
-        return {"test_ll": figure_data_path(results_path, "figure_4")}
-    if target == "table_1":
-        return {
-            "test_ll": figure_data_path(results_path, "table_1_tll"),
-            "train_elbo": figure_data_path(results_path, "table_1_elbo"),
-        }
-    raise ValueError(f"unknown evaluation target {target!r}; known: figure_4, table_1")
-
-
-@dataclass
-class TargetReport:
-    """What evaluate_target did: the files written, the runs evaluated, the split selection and
-    the runs still to train (or finish) for the wanted number of splits."""
-
-    written: Dict[str, Path]
-    evaluated: List[RunEvaluation]
-    selection: SplitSelection
-    missing: list
-
-
-def evaluate_target(
-    target: str,
-    results_path: os.PathLike = "results",
-    datasets: Optional[Sequence[str]] = None,
-    splits: Optional[int] = None,
-    iterations: int = PAPER_ITERATIONS,
-    preview: bool = False,
-    num_predictive_samples: int = TEST_SAMPLES,
-    repeats: int = TEST_REPEATS,
-    elbo_repeats: int = ELBO_REPEATS,
-    seed: int = 0,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    recompute: bool = False,
-    progress: bool = False,
-    log=print,
-) -> TargetReport:
-    """Evaluates the runs that enter `target` (figure_4: test LL; table_1: test LL and train
-    ELBO) and writes its data files. Which runs enter is the reference's rule
-    (protocol.select_splits): per dataset the first `splits` splits whose runs all reached
-    `iterations`, each evaluated at that step; `preview` lets unfinished runs in at their latest
-    checkpoint and marks the files "PREVIEW: unfinished runs". The splits used and skipped, and
-    the runs still to train, are logged. Nothing is written when no split qualifies."""
-    selection = select_splits(target, results_path, datasets, splits, iterations, preview)
-    for line in selection.describe():
-        log(line)
-    files = target_files(target, results_path)
-    rows: Dict[str, List[FigureDataRow]] = {metric: [] for metric in files}
-    evaluated = []
-    for i, run in enumerate(selection.runs):
-        log(f"[{i + 1}/{len(selection.runs)}] {run.config.run_name} (step {run.step})")
-        result = evaluate_run(
-            run.config.run_dir(),
-            test_ll=True,
-            elbo="train_elbo" in files,
-            num_predictive_samples=num_predictive_samples,
-            repeats=repeats,
-            elbo_repeats=elbo_repeats,
-            seed=seed,
-            step=run.step,
-            max_elements=max_elements,
-            recompute=recompute,
-            progress=progress,
-        )
-        evaluated.append(result)
-        for metric in files:
-            values = getattr(result, metric)
-            elbo = metric == "train_elbo"
-            made = {
-                "run": run.config.run_name,
-                "step": result.step,
-                "samples": (
-                    run.config.model.num_importance_samples if elbo else num_predictive_samples
-                ),
-                "repeats": elbo_repeats if elbo else repeats,
-                "seed": seed,
-            }
-            rows[metric].append(FigureDataRow(run.dataset, run.flag, run.split, values, made))
-            log(f"    {metric}: mean {np.mean(values):.6g} over {len(values)} repeats")
-    written = {}
-    if evaluated:
-        for metric, path in files.items():
-            written[metric] = write_figure_data(path, rows[metric], preview=preview)
-    missing = missing_runs(selection, results_path)
-    if missing:
-        log(f"{len(missing)} run(s) to train or finish for {selection.num_splits} splits each:")
-        for run in missing:
-            log(f"  {run.config.run_name}: {train_command(run.config)}")
-    return TargetReport(written, evaluated, selection, missing)

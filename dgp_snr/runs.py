@@ -1,6 +1,6 @@
 """Training runs on disk: building a run from its RunConfig (dgp_snr.configs, imported here
-too), the run directory named as the paper names runs, config.json, and crash-safe checkpoints
-to resume from.
+too), the run directory named as the paper names runs, config.json, crash-safe checkpoints to
+resume from, and the one reading of how far a run got (run_state).
 
 A run directory holds config.json (enough to rebuild the model), checkpoints/, tensorboard/ and
 results.json.
@@ -13,7 +13,7 @@ import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
@@ -32,6 +32,19 @@ _CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 KEPT_DIR = "kept"
 #: The steps at which the paper-length learning curves are read (beyond the rolling window).
 KEPT_STEPS = (25_000, 50_000, 100_000, 200_000)
+#: Settings that may change between a run's sessions; every other one must match config.json.
+RUN_CONTROL_FIELDS = frozenset(
+    {
+        "iterations",
+        "results_path",
+        "checkpoint_freq",
+        "log_snr_freq",
+        "log_main_freq",
+        "log_test_freq",
+        "num_predictive_samples",
+        "assert_no_nans",
+    }
+)
 
 
 def build_run(config: RunConfig) -> Tuple[DeepGP, Trainer, RegressionData]:
@@ -293,3 +306,80 @@ def load_run(
 def save_results(results: Dict[str, Any], run_dir: os.PathLike) -> None:
     """results.json as strict JSON (null for a non-finite number)."""
     write_json(Path(run_dir) / RESULTS_FILE, results, indent=2)
+
+
+def load_results(run_dir: os.PathLike) -> Optional[Dict[str, Any]]:
+    """results.json's object; None when it is missing or unreadable (then it is recomputed)."""
+    try:
+        results = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) else None
+
+
+# ------------------------------------------------------------------------------ run state
+#: run_state's answers: no checkpoint yet; a checkpoint before `iterations`; trained to them.
+MISSING, UNFINISHED, FINISHED = "missing", "unfinished", "finished"
+
+
+class RunState(NamedTuple):
+    """How far a run got toward a number of iterations, read from its files (run_state).
+
+    state: MISSING, UNFINISHED or FINISHED. step: the checkpoint that stands for the run: for
+    FINISHED the one at `iterations` (None when the run went past them without keeping it), for
+    UNFINISHED the newest, for MISSING None. complete: FINISHED and results.json holds the
+    results of the newest checkpoint (training has nothing left to do)."""
+
+    state: str
+    step: Optional[int]
+    complete: bool = False
+
+
+def run_state(config: RunConfig, iterations: Optional[int] = None) -> RunState:
+    """The one answer to "is this run finished?" (training, the protocol and the sweep ask it):
+    read from config.json, the ckpt-<step>.index files and results.json, never from the
+    `checkpoint` state file, which may be lost, stale or damaged; no checkpoint is opened.
+
+    FINISHED when the newest checkpoint is at `iterations` (default: the config's) or later;
+    complete when, besides, results.json is of that checkpoint at the config's
+    num_predictive_samples (as training writes it last)."""
+    run_dir = config.run_dir()
+    iterations = config.training.iterations if iterations is None else int(iterations)
+    steps = checkpoint_steps(run_dir) if (run_dir / CONFIG_FILE).is_file() else []
+    if not steps:
+        return RunState(MISSING, None)
+    latest = steps[-1]
+    if latest < iterations:
+        return RunState(UNFINISHED, latest)
+    # A checkpoint at `iterations` past the rolling window is still there when it was kept.
+    kept = iterations in steps or iterations in checkpoint_steps(run_dir, kept=True)
+    results = load_results(run_dir) or {}
+    complete = (
+        results.get("step") == latest
+        and results.get("num_predict_samples") == config.logging.num_predictive_samples
+    )
+    return RunState(FINISHED, iterations if kept else None, complete)
+
+
+def check_resumable(config: RunConfig, run_dir: Path) -> None:
+    """Raises ValueError when run_dir holds checkpoints of a run with other settings (other
+    than the RUN_CONTROL_FIELDS), which they would not fit. A folder without a checkpoint may
+    be started again with new settings."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not checkpoint_steps(run_dir):
+        return
+    saved = load_config(run_dir)
+    old, new = saved.to_flat(), config.to_flat()
+    old["seed"] = saved.effective_seed
+    new["seed"] = config.effective_seed
+    diffs = [
+        f"{key}={old.get(key)!r} there, {new[key]!r} now"
+        for key in new
+        if key not in RUN_CONTROL_FIELDS and old.get(key) != new[key]
+    ]
+    if diffs:
+        raise ValueError(
+            f"{run_dir} holds checkpoints of a run with other settings ({'; '.join(diffs)}); "
+            f"rerun with the settings in its {CONFIG_FILE} to resume it, or use another "
+            "results_path"
+        )

@@ -28,16 +28,18 @@ from dgp_snr.scripting import import_tensorflow_quietly, one_line_warnings  # no
 
 import_tensorflow_quietly()
 
-from dgp_snr.evaluation import DEFAULT_MAX_ELEMENTS, evaluate_run, evaluate_target  # noqa: E402
+from dgp_snr.evaluation import DEFAULT_MAX_ELEMENTS  # noqa: E402
 from dgp_snr.io import describe_write_error  # noqa: E402
 from dgp_snr.protocol import (  # noqa: E402
     ELBO_REPEATS,
     PAPER_ITERATIONS,
     TEST_REPEATS,
     TEST_SAMPLES,
+    evaluate_target,
 )
 from dgp_snr.protocol.profiles import PROFILES  # noqa: E402
 from dgp_snr.protocol.targets import target_spec  # noqa: E402
+from dgp_snr.run_evaluation import evaluate_run  # noqa: E402
 
 
 def _fill_from_protocol(args) -> None:

@@ -27,7 +27,7 @@ from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from dgp_snr.plotting import FIGURES, FIGURES_DIR, MissingInputsError  # noqa: E402
-from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args  # noqa: E402
+from dgp_snr.sweep.cli import add_profile_arguments, profile_from_args  # noqa: E402
 
 
 def main(argv=None) -> int:

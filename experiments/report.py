@@ -38,21 +38,15 @@ from dgp_snr.scripting import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from dgp_snr.plotting import TIDY_FIGURES, MissingInputsError  # noqa: E402
-from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args  # noqa: E402
 from dgp_snr.report import write_report  # noqa: E402
-from dgp_snr.reproduction import (  # noqa: E402
-    DATA_FILE,
-    MIN_SLOPE_KS,
-    SLOPE_RANGES,
-    curve_slopes,
-    export_target,
-    read_data,
-)
+from dgp_snr.reproduction import DATA_FILE, export_target, read_data  # noqa: E402
+from dgp_snr.slopes import MIN_SLOPE_KS, SLOPE_RANGES, curve_slopes  # noqa: E402
+from dgp_snr.sweep.cli import add_profile_arguments, profile_from_args  # noqa: E402
 
 
 def print_slopes(target_dir: Path) -> None:
     """The log-log slopes per estimator (and per dataset, depth and batch size where the frame
-    has several) over the K ranges declared before fitting (dgp_snr.reproduction.SLOPE_RANGES),
+    has several) over the K ranges declared before fitting (dgp_snr.slopes.SLOPE_RANGES),
     for SNR-vs-K data (columns estimator, K, snr) with 2 or more values of K; a range with
     fewer than 3 values of K prints "too few points", not an interval."""
     df = read_data(target_dir / DATA_FILE)

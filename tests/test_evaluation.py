@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from dgp_snr.evaluation import (
-    EVALUATION_FILE,
-    Evaluator,
+from dgp_snr.evaluation import Evaluator
+from dgp_snr.figure_data import (
     FigureDataRow,
-    evaluate_run,
-    evaluate_target,
     figure_data_path,
     read_figure_data,
     write_figure_data,
 )
-from dgp_snr.protocol import paper_config, train_command
+from dgp_snr.protocol import evaluate_target, paper_config, train_command
+from dgp_snr.run_evaluation import EVALUATION_FILE, evaluate_run
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, load_run, save_config
 
 ROOT = Path(__file__).resolve().parents[1]

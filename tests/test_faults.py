@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dgp_snr.evaluation import EVALUATION_FILE, evaluate_run
 from dgp_snr.gradient_dumps import dump_path
 from dgp_snr.io import RunLock, RunLockedError, dumps_strict
+from dgp_snr.run_evaluation import EVALUATION_FILE, evaluate_run
 from dgp_snr.runs import (
     CONFIG_FILE,
+    RESULTS_FILE,
     ConfigError,
     DamagedCheckpointError,
     RunConfig,
@@ -31,7 +32,7 @@ from dgp_snr.runs import (
     save_results,
 )
 from dgp_snr.sample_run import sample_gradients
-from dgp_snr.train_run import RESULTS_FILE, NonFiniteError, _Session, train
+from dgp_snr.train_run import NonFiniteError, _Session, train
 
 TINY = dict(
     dataset="demo_normalized",

@@ -20,8 +20,8 @@ from dgp_snr.builder import build_model
 from dgp_snr.data import get_regression_data
 from dgp_snr.gradients import EncoderGradientSampler, bound_and_gradients, snr
 from dgp_snr.integrations import gpflux as G
-from dgp_snr.reproduction import loglog_slope
 from dgp_snr.seeds import Stream, generator
+from dgp_snr.slopes import loglog_slope
 from dgp_snr.training import Trainer, TrainingConfig
 
 tfd = tfp.distributions

@@ -17,10 +17,9 @@ import tensorflow as tf
 
 from dgp_snr.data import DataError
 from dgp_snr.gradient_dumps import dump_path, load_gradient_dump
-from dgp_snr.runs import RunConfig, load_run, save_config
+from dgp_snr.runs import RESULTS_FILE, RunConfig, load_run, save_config
 from dgp_snr.sample_run import mean_snr, sample_gradients
 from dgp_snr.train_run import (
-    RESULTS_FILE,
     TrainingInterrupted,
     _Session,
     _SignalGuard,

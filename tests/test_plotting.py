@@ -17,7 +17,7 @@ import scipy.stats
 from matplotlib import pyplot as plt
 
 from dgp_snr import plotting
-from dgp_snr.evaluation import FigureDataRow, figure_data_path, write_figure_data
+from dgp_snr.figure_data import FigureDataRow, figure_data_path, write_figure_data
 from dgp_snr.gradient_dumps import dump_path, load_gradient_dump, save_gradient_dump
 from dgp_snr.gradients import EncoderGradientSampler
 from dgp_snr.plotting import MissingInputsError, common, evaluation_figures, snr_batch, snr_summary
@@ -26,8 +26,8 @@ from dgp_snr.plotting.common import target_data
 from dgp_snr.protocol import paper_config
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.protocol.profiles import PROFILES
-from dgp_snr.reproduction import slope_fits
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, save_config
+from dgp_snr.slopes import slope_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG1_RUN = "demo_normalized_L1_IWAE_SF0_K50_BS64_reg"

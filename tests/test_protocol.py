@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dgp_snr import protocol
-from dgp_snr.evaluation import evaluate_target, figure_data_path, read_figure_data
+from dgp_snr.figure_data import figure_data_path, read_figure_data
 from dgp_snr.plotting import MissingInputsError, figure_8, figure_9, table_1
-from dgp_snr.protocol import paper_config, select_splits
+from dgp_snr.protocol import evaluate_target, paper_config, select_splits
 from dgp_snr.runs import RunCheckpoints, build_run, save_config
 
 ITERATIONS = 100

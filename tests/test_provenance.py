@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgp_snr.evaluation import FigureDataRow, figure_data_path, read_figure_data, write_figure_data
+from dgp_snr.figure_data import (
+    FigureDataRow,
+    figure_data_path,
+    read_figure_data,
+    write_figure_data,
+)
 from dgp_snr.gradient_dumps import (
     RECORD_FIELDS,
     DumpRequest,
@@ -33,6 +38,7 @@ from dgp_snr.gradient_dumps import (
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.protocol.jobs import EvalJob, figure_record_path
 from dgp_snr.protocol.profiles import PROFILES
+from dgp_snr.runs import save_config
 from dgp_snr.sweep import cli, engine
 from dgp_snr.sweep.tasks import DONE, RESUME, RUN, Task, train_state
 
@@ -279,10 +285,12 @@ def test_5_a_state_file_without_checkpoint_files_plans_a_fresh_run(tmp_path):
     (config,) = protocol_targets.figure_1(tmp_path, **PROFILES["smoke"].params("figure_1")).runs
     checkpoints = config.run_dir() / "checkpoints"
     checkpoints.mkdir(parents=True)
+    save_config(config, config.run_dir())
     (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-30"\n')
     assert train_state(config) == RUN
     (checkpoints / "ckpt-30.index").write_bytes(b"")
-    (config.run_dir() / "results.json").write_text('{"step": 30}')
+    results = {"step": 30, "num_predict_samples": config.logging.num_predictive_samples}
+    (config.run_dir() / "results.json").write_text(json.dumps(results))
     assert train_state(config) == DONE
 
 

@@ -18,35 +18,33 @@ from tensorflow.core.framework import summary_pb2
 
 from dgp_snr import plotting
 from dgp_snr.data import get_regression_data
-from dgp_snr.evaluation import (
-    EVALUATION_FILE,
-    Evaluator,
-    FigureDataRow,
-    figure_data_path,
-    write_figure_data,
-)
+from dgp_snr.evaluation import Evaluator
+from dgp_snr.figure_data import FigureDataRow, figure_data_path, write_figure_data
 from dgp_snr.gradient_dumps import dump_path, save_gradient_dump
 from dgp_snr.protocol import PROFILES, paper_config
 from dgp_snr.protocol.profiles import REDUCED_ITERATIONS
 from dgp_snr.protocol.targets import runs_of_targets
 from dgp_snr.reproduction import (
-    ALL_K,
     DATA_FILE,
-    LARGE_K,
     META_FILE,
-    SLOPE_RANGES,
-    TOO_FEW_POINTS,
-    curve_slopes,
     export_target,
-    loglog_slope,
     read_data,
     redraw,
     redraw_in_place,
-    slope_fits,
     write_data,
 )
+from dgp_snr.run_evaluation import EVALUATION_FILE
+from dgp_snr.run_logging import TENSORBOARD_DIR
 from dgp_snr.runs import RunCheckpoints, RunConfig, build_run, load_run, save_config
-from dgp_snr.train_run import TENSORBOARD_DIR
+from dgp_snr.slopes import (
+    ALL_K,
+    LARGE_K,
+    SLOPE_RANGES,
+    TOO_FEW_POINTS,
+    curve_slopes,
+    loglog_slope,
+    slope_fits,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(p.parent for p in (ROOT / "reproduction").glob("*/data.csv"))

@@ -24,8 +24,9 @@ from distributed import Client
 from dgp_snr import plotting
 from dgp_snr.plotting import MissingInputsError
 from dgp_snr.protocol import TABLE_1_DATASETS
-from dgp_snr.protocol.profiles import PROFILES, Overrides, parse_splits
+from dgp_snr.protocol.profiles import PROFILES, Overrides
 from dgp_snr.sweep import cli, engine
+from dgp_snr.sweep.cli import parse_splits
 from dgp_snr.sweep.engine import Resources, jobqueue_cluster, task_environment
 from dgp_snr.sweep.tasks import DONE, Task, build_tasks, plot_outputs
 

@@ -35,7 +35,7 @@ from dgp_snr.plotting.common import (
 from dgp_snr.protocol import PAPER_ITERATIONS
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.protocol.profiles import LEARNING_CURVE_TARGETS
-from dgp_snr.train_run import TENSORBOARD_DIR
+from dgp_snr.run_logging import TENSORBOARD_DIR
 
 #: The scalars of the test metrics in the training log: `test/<metric>`.
 TEST_PREFIX = "test/"

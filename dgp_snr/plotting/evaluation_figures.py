@@ -19,14 +19,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
-from dgp_snr.evaluation import (
-    EVALUATION_FILE,
+from dgp_snr.evaluation import Evaluator
+from dgp_snr.figure_data import (
     PREVIEW_MARKER,
-    Evaluator,
     FigureDataRow,
     figure_data_is_preview,
     read_figure_data,
-    target_files,
 )
 from dgp_snr.plotting.common import (
     COLORS,
@@ -42,8 +40,14 @@ from dgp_snr.plotting.common import (
     _setup_style,
     target_data,
 )
-from dgp_snr.protocol import FIGURE_5_BINS, pair_runs, run_state
+from dgp_snr.protocol import (
+    FIGURE_5_BINS,
+    pair_runs,
+    run_state,
+    target_files,
+)
 from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.run_evaluation import EVALUATION_FILE
 from dgp_snr.runs import RunConfig, load_run
 
 #: `qw` of Figures 4 and 5: the learned q(w) (flag F) and q(w) fixed to the prior (flag T).

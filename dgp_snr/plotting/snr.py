@@ -44,6 +44,7 @@ from dgp_snr.plotting.dumps import (
 )
 from dgp_snr.protocol import FIGURE_1_PARAMETERS, FIGURE_2_BINS, FIGURE_2_PARAMETER
 from dgp_snr.protocol import targets as protocol_targets
+from dgp_snr.slopes import mean_snr_by_k, slope_fits
 
 #: figure_1_data's columns (one row per estimator, K and encoder weight entry).
 FIGURE_1_COLUMNS = (
@@ -114,7 +115,7 @@ def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
     """Draws figure_1_data's frame: on the left, as the paper, the SNR of each drawn weight
     (rows with plot_index >= 0) vs K, REG on the left axis and DReG on the right; on the
     right, a summary on log-log axes: the mean SNR over every encoder weight entry vs K per
-    estimator, its fitted slopes over the declared K ranges (reproduction.slope_fits, with
+    estimator, its fitted slopes over the declared K ranges (slopes.slope_fits, with
     their 95% intervals in the legend) and the theory's slopes ±1/2 started at the smallest K.
     Returns the PDF and PNG paths."""
     drawn = df[df["plot_index"] >= 0]
@@ -170,9 +171,6 @@ def draw_figure_1(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
 def _draw_figure_1_summary(ax: "plt.Axes", df: pd.DataFrame) -> None:
     """Figure 1's log-log panel: mean SNR over the encoder weight entries vs K, the fits over
     the declared K ranges and the theory's ±1/2."""
-    # Imported here: dgp_snr.reproduction imports the plotting package (its TIDY_FIGURES).
-    from dgp_snr.reproduction import mean_snr_by_k, slope_fits
-
     ks = sorted(int(k) for k in df["K"].unique())
     fit_styles = ["-", "--"]
     handles = []

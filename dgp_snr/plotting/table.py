@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.stats
 from matplotlib import pyplot as plt
 
-from dgp_snr.evaluation import PREVIEW_MARKER
+from dgp_snr.figure_data import PREVIEW_MARKER
 from dgp_snr.plotting.common import (
     ESTIMATORS,
     FIGURES_DIR,

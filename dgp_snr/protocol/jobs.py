@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from dgp_snr.figure_data import figure_data_is_preview, read_figure_data
 from dgp_snr.gradient_dumps import (
     RECORD_FIELDS,
     DumpRequest,
@@ -32,17 +33,11 @@ from dgp_snr.gradient_dumps import (
     requested_step,
 )
 from dgp_snr.io import write_json
-from dgp_snr.protocol import (
-    ELBO_REPEATS,
-    GRADIENT_SAMPLES,
-    TEST_REPEATS,
-    TEST_SAMPLES,
-    _target_defaults,
-    run_state,
-    sample_command,
-    train_command,
-)
-from dgp_snr.runs import RESULTS_FILE, RunConfig
+from dgp_snr.protocol.commands import evaluate_command, sample_command, train_command
+from dgp_snr.protocol.constants import ELBO_REPEATS, GRADIENT_SAMPLES, TEST_REPEATS, TEST_SAMPLES
+from dgp_snr.protocol.splits import target_defaults
+from dgp_snr.protocol.target_evaluation import target_files
+from dgp_snr.runs import FINISHED, MISSING, RESULTS_FILE, RunConfig, run_state
 
 Splits = Union[int, Sequence[int]]
 #: Beside each figure (<name>.pdf / .png / table_1.txt): the identity of every input it was
@@ -174,17 +169,13 @@ class EvalJob:
     elbo_repeats: int = ELBO_REPEATS
 
     def outputs(self) -> List[Path]:
-        from dgp_snr.evaluation import target_files  # evaluation imports this package
-
         return list(target_files(self.target, self.results_path).values())
 
     def short_datasets(self) -> List[str]:
         """The datasets with fewer than `splits` paired splits in the data files (all of them
         when a file is missing, unreadable or a preview). A row counts only when its record
-        (evaluation.FigureDataRow.made) says it was evaluated as this job asks: at `iterations`
+        (figure_data.FigureDataRow.made) says it was evaluated as this job asks: at `iterations`
         with this job's samples (test log-likelihood) and repeats; a row without one does not."""
-        from dgp_snr.evaluation import figure_data_is_preview, read_figure_data, target_files
-
         short: List[str] = []
         for metric, path in target_files(self.target, self.results_path).items():
             if not path.is_file() or figure_data_is_preview(path):
@@ -226,8 +217,6 @@ class EvalJob:
     def command(self) -> str:
         """evaluate.py's command line; options at evaluate.py's (the paper's) defaults are left
         out."""
-        from dgp_snr.protocol import evaluate_command
-
         cmd = evaluate_command(
             self.target,
             self.results_path,
@@ -235,7 +224,7 @@ class EvalJob:
             self.repeats,
             self.iterations,
         )
-        default_datasets, default_splits, _ = _target_defaults(self.target)
+        default_datasets, default_splits, _ = target_defaults(self.target)
         if tuple(self.datasets) != tuple(default_datasets):
             cmd += f" --datasets {','.join(self.datasets)}"
         if self.splits != default_splits:
@@ -294,7 +283,7 @@ class TargetSpec:
             train = [
                 c
                 for c in self.runs
-                if c.dataset in short and run_state(c, iterations)[0] != "finished"
+                if c.dataset in short and run_state(c, iterations).state != FINISHED
             ]
             return [train_command(c) for c in train] + [self.evaluation.command()]
         # Only the Ks with a dump missing (sample_gradients skips existing dumps anyway).
@@ -306,11 +295,7 @@ class TargetSpec:
         needed = {s.config.run_name for s in pending}
         if not self.samples:  # figure 5 reads the checkpoints themselves
             needed = {c.run_name for c in self.runs}
-        train = [
-            c
-            for c in self.runs
-            if c.run_name in needed and run_state(c, c.training.iterations)[0] == "missing"
-        ]
+        train = [c for c in self.runs if c.run_name in needed and run_state(c).state == MISSING]
         return [train_command(c) for c in train] + [s.command() for s in pending]
 
 

@@ -1,23 +1,20 @@
 """Profiles: the paper's targets at the paper's settings (`paper`), at a budget that fits a
 2-core CPU (`reduced`), and as tiny end-to-end runs (`smoke`, used by the tests); plus the
-command-line overrides (--iterations, --splits, --datasets, ...) that every script shares.
+overrides (--iterations, --splits, --datasets, ...) that every script shares (their command
+line: dgp_snr.sweep.cli.add_profile_arguments).
 
 A profile maps each target to the parameters of its definition (dgp_snr.protocol.targets) and
 of its figure function (dgp_snr.plotting), which take the same names.
 """
 
-import argparse
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-
-from dgp_snr.precision import PRECISIONS
 
 PROFILE_NAMES = ("paper", "reduced", "smoke")
 #: Targets whose definition has a list of datasets / a number of splits (Table 1, Figure 4).
 DATASET_TARGETS = ("figure_3", "figure_4", "figure_8", "table_1")
 SPLIT_TARGETS = ("figure_4", "table_1")
 SNR_TARGETS = ("figure_1", "figure_2", "figure_3", "figure_8", "figure_9")
-EVALUATION_TARGETS = ("figure_4", "table_1")
 #: The report-only target (dgp_snr.plotting.learning_curves; not a sweep target) and the
 #: targets whose runs it shows, each with its own parameters under a profile.
 LEARNING_CURVES = "learning_curves"
@@ -183,59 +180,3 @@ class Overrides:
         if self.datasets is not None:
             out += ["--datasets", ",".join(self.datasets)]
         return out
-
-
-def parse_splits(text: str) -> Tuple[int, ...]:
-    """'0-4' -> 0..4; '0,2,5' -> those; '5' -> 0..4 (a count, as evaluate.py's --splits)."""
-    try:
-        if "-" in text:
-            lo, hi = (int(t) for t in text.split("-", 1))
-            splits = tuple(range(lo, hi + 1))
-        elif "," in text:
-            splits = tuple(int(t) for t in text.split(",") if t.strip())
-        else:
-            splits = tuple(range(int(text)))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"splits: expected e.g. 0-4, 0,2,5 or 5; got {text!r}")
-    if not splits or min(splits) < 0:
-        raise argparse.ArgumentTypeError(f"splits: no valid split in {text!r}")
-    return splits
-
-
-def _names(text: str) -> Tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def add_profile_arguments(parser: argparse.ArgumentParser, default: str = "paper") -> None:
-    """--profile and the overrides, shared by sweep.py and plot.py."""
-    group = parser.add_argument_group("profile")
-    group.add_argument("--profile", choices=PROFILE_NAMES, default=default)
-    group.add_argument("--iterations", type=int, default=None, help="training iterations")
-    group.add_argument(
-        "--splits", type=parse_splits, default=None, help="Table 1 / Figure 4 splits: 0-4, 0,2,5"
-    )
-    group.add_argument(
-        "--datasets", type=_names, default=None, help="comma list (targets with datasets)"
-    )
-    group.add_argument("--M", type=int, default=None, help="inducing points per layer")
-    group.add_argument("--num_samples", type=int, default=None, help="gradient estimates per dump")
-    group.add_argument("--checkpoint_freq", type=int, default=None)
-    group.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=None,
-        help="the runs' precision (default float64, the paper's; mixed: see dgp_snr.precision)",
-    )
-
-
-def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
-    overrides = Overrides(
-        args.iterations,
-        args.splits,
-        args.datasets,
-        args.M,
-        args.num_samples,  # -> num_estimates
-        args.checkpoint_freq,
-        args.precision,
-    )
-    return PROFILES[args.profile].with_overrides(overrides), overrides

@@ -18,7 +18,7 @@ import inspect
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from dgp_snr.protocol import (
+from dgp_snr.protocol.constants import (
     ELBO_REPEATS,
     FIGURE_1_KS,
     FIGURE_2_KS,
@@ -220,7 +220,7 @@ def _evaluation_target(
     """What Figure 4 and Table 1 share: per dataset and split the target's pair of runs
     (protocol.pair_runs: learned / fixed q(w), or REG / DReG), and one evaluate.py job over
     them (EvalJob; the figure reads its data files)."""
-    from dgp_snr.protocol import pair_runs
+    from dgp_snr.protocol.splits import pair_runs
 
     chosen = split_list(splits)
     spec = TargetSpec(name)

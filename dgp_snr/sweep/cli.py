@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from dgp_snr.protocol.profiles import add_profile_arguments, profile_from_args
+from dgp_snr.precision import PRECISIONS
+from dgp_snr.protocol.profiles import PROFILE_NAMES, PROFILES, Overrides, Profile
 from dgp_snr.protocol.targets import TARGETS
 from dgp_snr.source import CodeState, code_state
 from dgp_snr.sweep.tasks import DONE, RESUME, Task, build_tasks
@@ -29,6 +30,64 @@ from dgp_snr.sweep.tasks import DONE, RESUME, Task, build_tasks
 LOGS_DIR = "sweep_logs"
 
 
+# ------------------------------------------------------------------------------ profile options
+def parse_splits(text: str) -> Tuple[int, ...]:
+    """'0-4' -> 0..4; '0,2,5' -> those; '5' -> 0..4 (a count, as evaluate.py's --splits)."""
+    try:
+        if "-" in text:
+            lo, hi = (int(t) for t in text.split("-", 1))
+            splits = tuple(range(lo, hi + 1))
+        elif "," in text:
+            splits = tuple(int(t) for t in text.split(",") if t.strip())
+        else:
+            splits = tuple(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"splits: expected e.g. 0-4, 0,2,5 or 5; got {text!r}")
+    if not splits or min(splits) < 0:
+        raise argparse.ArgumentTypeError(f"splits: no valid split in {text!r}")
+    return splits
+
+
+def _names(text: str) -> Tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_profile_arguments(parser: argparse.ArgumentParser, default: str = "paper") -> None:
+    """--profile and the overrides (Overrides), shared by sweep.py, plot.py and report.py."""
+    group = parser.add_argument_group("profile")
+    group.add_argument("--profile", choices=PROFILE_NAMES, default=default)
+    group.add_argument("--iterations", type=int, default=None, help="training iterations")
+    group.add_argument(
+        "--splits", type=parse_splits, default=None, help="Table 1 / Figure 4 splits: 0-4, 0,2,5"
+    )
+    group.add_argument(
+        "--datasets", type=_names, default=None, help="comma list (targets with datasets)"
+    )
+    group.add_argument("--M", type=int, default=None, help="inducing points per layer")
+    group.add_argument("--num_samples", type=int, default=None, help="gradient estimates per dump")
+    group.add_argument("--checkpoint_freq", type=int, default=None)
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the runs' precision (default float64, the paper's; mixed: see dgp_snr.precision)",
+    )
+
+
+def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
+    overrides = Overrides(
+        args.iterations,
+        args.splits,
+        args.datasets,
+        args.M,
+        args.num_samples,  # -> num_estimates
+        args.checkpoint_freq,
+        args.precision,
+    )
+    return PROFILES[args.profile].with_overrides(overrides), overrides
+
+
+# ------------------------------------------------------------------------------ the sweep
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sweep.py",

@@ -8,7 +8,6 @@ request at the run's newest checkpoint (SampleJob.problems), a plot when the inp
 beside the figure are the current ones (protocol.jobs.figure_record_path). The engine reads a
 task's state when the task is about to start."""
 
-import json
 import os
 import re
 import shlex
@@ -16,11 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from dgp_snr.protocol import PAPER_K, PAPER_MINIBATCH, train_command
+from dgp_snr.protocol.commands import train_command
+from dgp_snr.protocol.constants import PAPER_K, PAPER_MINIBATCH
 from dgp_snr.protocol.jobs import figure_is_current
 from dgp_snr.protocol.profiles import Overrides, Profile
 from dgp_snr.protocol.targets import EvalJob, SampleJob, TargetSpec, target_spec
-from dgp_snr.runs import RESULTS_FILE, RunConfig, checkpoint_steps
+from dgp_snr.runs import MISSING, RunConfig, run_state
 
 DONE, RESUME, RUN = "done", "to resume", "to run"
 
@@ -78,20 +78,14 @@ def _train_cost(config: RunConfig) -> float:
 
 
 def train_state(config: RunConfig) -> str:
-    """done: a checkpoint at the final step and results.json of it; to resume: a checkpoint;
-    to run: none. Decided from the ckpt-<step>.index files, as train.py resumes (not from the
-    `checkpoint` state file, which may be lost, stale or damaged); no TensorFlow."""
-    run_dir = config.run_dir()
-    iterations = config.training.iterations
-    steps = checkpoint_steps(run_dir)
-    if iterations in steps:
-        try:
-            saved = json.loads((run_dir / RESULTS_FILE).read_text())
-        except (OSError, ValueError):
-            saved = {}
-        if isinstance(saved, dict) and saved.get("step") == iterations:
-            return DONE
-    return RESUME if steps else RUN
+    """done: train.py has nothing left to do (trained to the end, results.json of the final
+    checkpoint); to resume: a checkpoint; to run: none. runs.run_state's answer, as train.py
+    reads it (from the checkpoint files, not the `checkpoint` state file); no checkpoint is
+    opened."""
+    state = run_state(config)
+    if state.complete:
+        return DONE
+    return RUN if state.state == MISSING else RESUME
 
 
 def _train_task(config: RunConfig, observer: Optional[str]) -> Task:

@@ -11,15 +11,29 @@ They apply to any log-weight computation, not only the DGP's.
 import enum
 from typing import Callable, Dict, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 Surrogate = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 
+def check_num_importance_samples(K: object) -> int:
+    """K as an int; raises ValueError (one line) unless it is an integer of at least 1. The one
+    range check of K: configs, the model and every per-call K (evaluation, sampling) use it."""
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"num_importance_samples (K) must be an integer of at least 1, got {K!r}")
+    return int(K)
+
+
+def log_mean_exp(values: tf.Tensor) -> tf.Tensor:
+    """log (1/n) Σ_i exp(values[..., i]) over the last axis, computed stably [...]."""
+    n = tf.cast(tf.shape(values)[-1], values.dtype)
+    return tf.reduce_logsumexp(values, -1) - tf.math.log(n)
+
+
 def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
-    """log (1/K) Σ_k exp(log_weights[..., k]), the importance-weighted bound [...]."""
-    K = tf.cast(tf.shape(log_weights)[-1], log_weights.dtype)
-    return tf.reduce_logsumexp(log_weights, -1) - tf.math.log(K)
+    """The importance-weighted bound log (1/K) Σ_k w_k from log weights [..., K] -> [...]."""
+    return log_mean_exp(log_weights)
 
 
 def reg(log_p: tf.Tensor, log_q: tf.Tensor, log_q_stopped: tf.Tensor) -> tf.Tensor:

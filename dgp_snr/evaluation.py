@@ -23,6 +23,7 @@ import tensorflow as tf
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
+from dgp_snr.estimators import check_num_importance_samples
 from dgp_snr.models import DeepGP
 from dgp_snr.seeds import Stream, stream_keys
 
@@ -224,9 +225,7 @@ class Evaluator:
         """
         X, Y = _check_xy(X, Y)
         K = num_importance_samples
-        K = self.model.num_importance_samples if K is None else int(K)
-        if K < 1:
-            raise ValueError(f"num_importance_samples must be at least 1, got {K}")
+        K = self.model.num_importance_samples if K is None else check_num_importance_samples(K)
         N = X.shape[0]
         rows = max(1, self.max_elements // self.row_cost)
         B = max(1, min(N, rows // K))

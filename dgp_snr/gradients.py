@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from dgp_snr.estimators import check_num_importance_samples
 from dgp_snr.models import DeepGP, Propagation
 from dgp_snr.precision import input_gradients_only
 
@@ -176,9 +177,7 @@ class EncoderGradientSampler:
         K = num_importance_samples. `noise` (as from model.draw_noise(R * B, K), replica-major)
         fixes every draw; otherwise `rng` (default: the model's) supplies it."""
         self.model.check_estimator(estimator)
-        K = num_importance_samples
-        if K < 1:
-            raise ValueError(f"num_importance_samples (K) must be at least 1, got {K}")
+        K = check_num_importance_samples(num_importance_samples)
         B = int(self.X.shape[0])
         chunk = chunk_size or self.chunk_size(K)
         # At the encoder's current weights, so a sampler stays right while a model trains.

@@ -72,6 +72,6 @@ def final_results(model: DeepGP, data: RegressionData, config: RunConfig) -> Dic
         evaluator.mean_bound_per_point(data.X_test, data.Y_test, seed=seeds[2])[0]
     )
     results["shapiro_w_median"] = median_shapiro_w(evaluator, data.X_test, S, seeds[0])
-    results["num_predict_samples"] = S  # results.json's key since the first runs
+    results["num_predictive_samples"] = S
     results["num_test_points"] = int(data.X_test.shape[0])
     return results

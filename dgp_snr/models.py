@@ -8,7 +8,13 @@ import numpy as np
 import tensorflow as tf
 from check_shapes import check_shapes
 
-from dgp_snr.estimators import Estimator, check_compatible, iwae_bound
+from dgp_snr.estimators import (
+    Estimator,
+    check_compatible,
+    check_num_importance_samples,
+    iwae_bound,
+    log_mean_exp,
+)
 from dgp_snr.layers import GPLayer, LatentSample, LatentVariableLayer, Layer
 from dgp_snr.seeds import Stream, generator
 
@@ -60,10 +66,7 @@ class DeepGP(gpflow.base.Module):
             raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(MODES)}")
         if not layers or not isinstance(layers[-1], GPLayer) or layers[-1].num_outputs != 1:
             raise ValueError("the last layer must be a single-output GPLayer")
-        if num_importance_samples < 1:
-            raise ValueError(
-                f"num_importance_samples (K) must be at least 1, got {num_importance_samples}"
-            )
+        num_importance_samples = check_num_importance_samples(num_importance_samples)
         self.layers = list(layers)
         self.likelihood = likelihood
         self.num_data = num_data
@@ -258,4 +261,4 @@ class DeepGP(gpflow.base.Module):
     ) -> tf.Tensor:
         """Monte Carlo log (1/S) Σ_s N(y | m_s, v_s + σ²) per point [B]."""
         prop = self.propagate(X, None, num_predictive_samples)
-        return iwae_bound(self.predictive_log_densities(prop, Y))
+        return log_mean_exp(self.predictive_log_densities(prop, Y))  # over the S samples

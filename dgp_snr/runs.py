@@ -308,13 +308,24 @@ def save_results(results: Dict[str, Any], run_dir: os.PathLike) -> None:
     write_json(Path(run_dir) / RESULTS_FILE, results, indent=2)
 
 
+#: results.json keys of earlier versions -> the Python names they are read as.
+RENAMED_RESULT_KEYS = {"num_predict_samples": "num_predictive_samples"}
+
+
 def load_results(run_dir: os.PathLike) -> Optional[Dict[str, Any]]:
-    """results.json's object; None when it is missing or unreadable (then it is recomputed)."""
+    """results.json's object, its keys as the Python names (a file of an earlier version, with
+    the reference's `num_predict_samples`, reads the same); None when it is missing or
+    unreadable (then it is recomputed)."""
     try:
         results = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return results if isinstance(results, dict) else None
+    if not isinstance(results, dict):
+        return None
+    for old, new in RENAMED_RESULT_KEYS.items():
+        if old in results and new not in results:
+            results[new] = results.pop(old)
+    return results
 
 
 # ------------------------------------------------------------------------------ run state
@@ -356,7 +367,7 @@ def run_state(config: RunConfig, iterations: Optional[int] = None) -> RunState:
     results = load_results(run_dir) or {}
     complete = (
         results.get("step") == latest
-        and results.get("num_predict_samples") == config.logging.num_predictive_samples
+        and results.get("num_predictive_samples") == config.logging.num_predictive_samples
     )
     return RunState(FINISHED, iterations if kept else None, complete)
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from dgp_snr.estimators import Estimator
+from dgp_snr.estimators import Estimator, check_num_importance_samples
 from dgp_snr.gradient_dumps import (
     dump_path,
     dump_problem,
@@ -27,11 +27,7 @@ from dgp_snr.seeds import Stream, derived_rng
 
 def check_ks(ks: Iterable[int]) -> List[int]:
     """The Ks as a list of ints; raises ValueError unless every K is an integer >= 1."""
-    out = []
-    for K in ks:
-        if isinstance(K, bool) or int(K) != K or K < 1:
-            raise ValueError(f"every K must be an integer of at least 1, got {K!r}")
-        out.append(int(K))
+    out = [check_num_importance_samples(K) for K in ks]
     if not out:
         raise ValueError("no K given: pass at least one K (e.g. ks=[1, 10, 100])")
     return out

@@ -3,6 +3,7 @@ warnings and errors as one line each, and config files read as plain data only.
 
 Importing this module imports nothing heavy."""
 
+import argparse
 import json
 import os
 import re
@@ -145,3 +146,34 @@ def install_safe_config_loaders() -> None:
         config_files.HANDLER_BY_EXT[ext] = config_files.Handler(
             lambda handle: load_plain_config(Path(handle.name)), None, "b"
         )
+
+
+class _RenamedFlag(argparse.Action):
+    """An old flag kept as an alias of a renamed one: stores into the new flag's destination
+    and says once, in one line, which flag to use instead."""
+
+    def __init__(self, option_strings: List[str], dest: str, new_flag: str, **kwargs: Any):
+        self.new_flag = new_flag
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        print(
+            f"{parser.prog}: {option_string} is deprecated; use {self.new_flag}", file=sys.stderr
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_argument(parser: Any, new: str, old: str, **kwargs: Any) -> argparse.Action:
+    """Adds the option `new` (e.g. --num_estimates) to `parser` (or an argument group), and
+    `old` as a hidden deprecated alias of it. Returns the new option's action."""
+    action = parser.add_argument(new, **kwargs)
+    parser.add_argument(
+        old,
+        dest=action.dest,
+        type=kwargs.get("type"),
+        default=argparse.SUPPRESS,
+        action=_RenamedFlag,
+        new_flag=new,
+        help=argparse.SUPPRESS,
+    )
+    return action

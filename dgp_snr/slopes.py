@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from dgp_snr.plotting.common import ESTIMATORS
+#: The estimators the SNR figures compare, in their order (dgp_snr.plotting's ESTIMATORS).
+COMPARED_ESTIMATORS = ("reg", "dreg")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ CURVE_COLUMNS = ("dataset", "depth", "batch_size")
 
 
 def curve_slopes(
-    df: pd.DataFrame, *, level: float = 0.95, estimators: Sequence[str] = ESTIMATORS
+    df: pd.DataFrame, *, level: float = 0.95, estimators: Sequence[str] = COMPARED_ESTIMATORS
 ) -> List[Tuple[Dict[str, Any], SlopeFit]]:
     """(curve, fit) for every curve of an SNR-vs-K frame (columns estimator, K, snr), estimator
     and declared range (slope_fits): `curve` maps the CURVE_COLUMNS that vary in the frame to

@@ -24,7 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from dgp_snr.scripting import import_tensorflow_quietly, one_line_warnings  # noqa: E402
+from dgp_snr.scripting import (  # noqa: E402
+    add_renamed_argument,
+    import_tensorflow_quietly,
+    one_line_warnings,
+)
 
 import_tensorflow_quietly()
 
@@ -88,7 +92,10 @@ def main(argv=None) -> int:
         action="store_true",
         help="let unfinished runs enter at their latest checkpoint (outputs marked PREVIEW)",
     )
-    parser.add_argument("--num_samples", type=int, default=None, help=f"{TEST_SAMPLES}")
+    add_renamed_argument(  # --num_samples: the reference's name (S here, R elsewhere)
+        parser, "--num_predictive_samples", "--num_samples", type=int, default=None,
+        help=f"predictive samples S (default {TEST_SAMPLES})",
+    )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help=f"{TEST_REPEATS}")
     parser.add_argument("--elbo_repeats", type=int, default=None, help=f"{ELBO_REPEATS}")
     parser.add_argument("--elbo", action="store_true", help="target 'runs': also the ELBO")
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
     args.results_path = str(Path(args.results_path).expanduser())
     _fill_from_protocol(args)
     common = dict(
-        num_predictive_samples=args.num_samples,  # --num_samples: the reference's name
+        num_predictive_samples=args.num_predictive_samples,
         repeats=args.repeats,
         elbo_repeats=args.elbo_repeats,
         seed=args.seed,

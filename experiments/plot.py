@@ -7,11 +7,11 @@ Names: figure_1, figure_2, figure_3, figure_4, figure_5, figure_8, figure_9, tab
 Each first prints the exact commands that create its missing inputs (train.py, then
 sample_gradients.py, then evaluate.py), then draws what exists into <figures_dir>/<name>.pdf and
 .png (table_1 prints the table and the Wilcoxon tests). --profile reduced|smoke (and the overrides
---iterations, --splits, --datasets, --M, --num_samples) draw a profile's runs, as sweep.py does.
+--iterations, --splits, --datasets, --M, --num_estimates) draw a profile's runs, as sweep.py does.
 Exit status: 0 when drawn (possibly from
 partial data; with `all`, when at least one was drawn), 2 when none of the inputs exist, 1 for a
 bad input (e.g. a corrupt dump or data file, or a dump recorded with other settings than asked,
-such as an older checkpoint or another --num_samples: one line names it and the
+such as an older checkpoint or another --num_estimates: one line names it and the
 sample_gradients.py --rebuild command). Beside each figure, <name>.inputs.json records the
 identity of every input it was drawn from.
 """

@@ -20,7 +20,7 @@ $PY experiments/train.py with dataset=demo_normalized configuration=L1 mode=IWAE
   results_path="$RESULTS"
 for estimator in reg dreg; do
   $PY experiments/sample_gradients.py "$RUN" --results_path "$RESULTS" --ks "$KS" \
-    --num_samples 1000 --batch_size 1 --num_datapoints 10 --estimator "$estimator" \
+    --num_estimates 1000 --batch_size 1 --num_datapoints 10 --estimator "$estimator" \
     --save_aggregates --rebuild
 done
 $PY experiments/plot.py figure_1 --results_path "$RESULTS" --iterations "$ITERATIONS"

@@ -2,6 +2,7 @@
 earlier versions, build_model given a ModelConfig whole, and errors that name the key."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +201,43 @@ def test_the_command_line_alias_num_IW_samples_sets_K():
     assert config.model.num_importance_samples == 3
     assert config.logging.num_predictive_samples == 3
     assert config.run_name == "demo_normalized_L1_IWAE_SF0_K3_BS16_reg"
+
+
+# ------------------------------------------------------------------------------ renamed flags
+def _load_script(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_num_samples_is_a_deprecated_alias_of_num_estimates(capsys):
+    """One name per quantity: R is --num_estimates (S is evaluate.py's
+    --num_predictive_samples); the reference's --num_samples still sets R, with one line."""
+    from dgp_snr.sweep.cli import parser as sweep_parser
+
+    sample_parser = _load_script("sample_gradients").parser()
+    new = sample_parser.parse_args(["run", "--ks", "1", "--num_estimates", "7"])
+    assert new.num_estimates == 7 and capsys.readouterr().err == ""
+    old = sample_parser.parse_args(["run", "--ks", "1", "--num_samples", "7"])
+    assert old.num_estimates == 7 and not hasattr(old, "num_samples")
+    err = capsys.readouterr().err
+    assert err.strip().endswith("--num_samples is deprecated; use --num_estimates")
+    assert len(err.strip().splitlines()) == 1
+    assert sample_parser.parse_args(["run", "--ks", "1"]).num_estimates == 1000
+    assert "--num_samples" not in sample_parser.format_help()
+    sweep = sweep_parser().parse_args(["figure_1", "--num_samples", "9"])
+    assert sweep.num_estimates == 9 and "use --num_estimates" in capsys.readouterr().err
+    assert sweep_parser().parse_args(["figure_1"]).num_estimates is None
+
+
+def test_results_json_keys_follow_the_python_names_and_old_ones_still_read(tmp_path):
+    from dgp_snr.runs import RESULTS_FILE, load_results
+
+    (tmp_path / RESULTS_FILE).write_text(json.dumps({"step": 3, "num_predict_samples": 10}))
+    assert load_results(tmp_path) == {"step": 3, "num_predictive_samples": 10}
+    (tmp_path / RESULTS_FILE).write_text(json.dumps({"step": 3, "num_predictive_samples": 4}))
+    assert load_results(tmp_path) == {"step": 3, "num_predictive_samples": 4}

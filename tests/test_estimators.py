@@ -231,3 +231,16 @@ def test_estimators_accept_extra_batch_axes():
     terms = [tf.constant(rng.standard_normal((2, 3, 4))) for _ in range(3)]
     for name in ESTIMATORS:
         assert get_estimator(name)(*terms).shape == (2, 3), name
+
+
+def test_log_mean_exp_and_the_one_range_check_of_K():
+    from dgp_snr.estimators import check_num_importance_samples, log_mean_exp
+
+    values = np.random.default_rng(0).normal(size=(3, 7)) * 50.0  # exp overflows naively at 700
+    expected = np.log(np.mean(np.exp(values - values.max(-1, keepdims=True)), -1))
+    expected += values.max(-1)
+    np.testing.assert_allclose(log_mean_exp(tf.constant(values)).numpy(), expected, rtol=1e-12)
+    assert check_num_importance_samples(np.int64(5)) == 5
+    for bad in (0, -1, 1.5, True, "5"):
+        with pytest.raises(ValueError, match=r"num_importance_samples \(K\) must be an integer"):
+            check_num_importance_samples(bad)

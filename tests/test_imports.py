@@ -71,8 +71,13 @@ def _imports(name: str, path: Path, known: Set[str]) -> Set[str]:
             parts = target.split(".")
             while parts and ".".join(parts) not in known:
                 parts.pop()
-            if parts and ".".join(parts) != name:
-                out.add(".".join(parts))
+            # ... and first each package above it (its __init__), unless the importer is
+            # inside that package (which is then already being imported).
+            for n in range(1, len(parts) + 1):
+                module = ".".join(parts[:n])
+                inside = name == module or name.startswith(module + ".")
+                if module in known and not inside:
+                    out.add(module)
     return out
 
 

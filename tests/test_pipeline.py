@@ -241,7 +241,9 @@ def test_sample_gradients_aggregates_of_a_batch(straight):
 def test_sample_gradients_errors(straight, tmp_path):
     config, _ = straight
     run_dir = config.run_dir()
-    with pytest.raises(ValueError, match="every K must be an integer of at least 1, got 0"):
+    with pytest.raises(
+        ValueError, match=r"num_importance_samples \(K\) must be an integer of at least 1, got 0"
+    ):
         sample_gradients(run_dir, [1, 0])
     with pytest.raises(ValueError, match="unknown estimator 'drag'; known estimators: reg"):
         sample_gradients(run_dir, [1], estimator="drag")
@@ -337,7 +339,7 @@ def test_train_script_survives_sigkill_and_resumes(tmp_path):
         str(tmp_path),
         "--ks",
         "1,2",
-        "--num_samples",
+        "--num_estimates",
         "10",
         "--save_aggregates",
         "--no_progress",
@@ -345,6 +347,9 @@ def test_train_script_survives_sigkill_and_resumes(tmp_path):
     out = sampled.communicate(timeout=120)[0]
     assert sampled.returncode == 0, out
     assert dump_path(run_dir, "dreg", 1, 2, 0, aggregates=True).is_file()
-    for ks, message in (("1,0", "every K must be at least 1, got '1,0'"), ("1,x", "integers")):
+    for ks, message in (
+        ("1,0", "num_importance_samples (K) must be an integer of at least 1, got 0"),
+        ("1,x", "integers"),
+    ):
         bad = script("sample_gradients.py", str(run_dir), "--ks", ks)
         assert message in bad.communicate(timeout=30)[0] and bad.returncode == 2

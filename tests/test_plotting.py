@@ -122,7 +122,7 @@ def test_figure_1_partial_data_draws_and_lists_the_rest(fig1_results, tmp_path):
     ks = ",".join(str(k) for k in plotting.FIGURE_1_KS)
     assert report.commands == [
         f"python experiments/sample_gradients.py {FIG1_RUN} --results_path {fig1_results} "
-        f"--ks {ks} --num_samples 200 --batch_size 1 --num_datapoints 10 --estimator {est} "
+        f"--ks {ks} --num_estimates 200 --batch_size 1 --num_datapoints 10 --estimator {est} "
         "--save_aggregates"
         for est in ("reg", "dreg")
     ]
@@ -140,9 +140,11 @@ def test_figure_1_missing_inputs_prints_the_exact_commands(tmp_path):
         "mode=IWAE num_IW_samples=50 minibatch_size=64 estimator=reg iterations=300000 "
         f"results_path={tmp_path}\n"
         f"python experiments/sample_gradients.py {FIG1_RUN} --results_path {tmp_path} --ks 1,5 "
-        "--num_samples 1000 --batch_size 1 --num_datapoints 2 --estimator reg --save_aggregates\n"
+        "--num_estimates 1000 --batch_size 1 --num_datapoints 2 --estimator reg "
+        "--save_aggregates\n"
         f"python experiments/sample_gradients.py {FIG1_RUN} --results_path {tmp_path} --ks 1,5 "
-        "--num_samples 1000 --batch_size 1 --num_datapoints 2 --estimator dreg --save_aggregates\n"
+        "--num_estimates 1000 --batch_size 1 --num_datapoints 2 --estimator dreg "
+        "--save_aggregates\n"
         "#### end of commands ####\n"
     )
     assert not (tmp_path / "figures").exists()
@@ -175,7 +177,7 @@ def test_figure_2_from_raw_dumps(tmp_path):
     _synthetic_dump(dump_path(run_dir, "dreg", 1, 100, 0, True), "dreg", 100, rng, True)
     report = plotting.figure_2(tmp_path, tmp_path / "figs", num_estimates=R, out=io.StringIO())
     assert report.commands[-1].endswith(
-        f"--ks 100 --num_samples {R} --batch_size 1 --num_datapoints 1 --estimator dreg"
+        f"--ks 100 --num_estimates {R} --batch_size 1 --num_datapoints 1 --estimator dreg"
     )
     assert _png_ok(tmp_path / "figs" / "figure_2.png")
 

@@ -154,7 +154,7 @@ def test_1_a_new_checkpoint_resamples_the_dumps_and_redraws_from_them(copy):
 
 # ------------------------------------------------------------------------------ 2.
 def test_2_another_number_of_estimates_is_refused_or_rebuilt(copy, capsys, monkeypatch):
-    """--num_samples 40 over the 20-estimate dumps: sample_gradients.py and plot.py refuse in
+    """--num_estimates 40 over the 20-estimate dumps: sample_gradients.py and plot.py refuse in
     one line naming the file, what it holds, what was asked and the flag; the sweep plans the
     sampling again; --rebuild resamples (keeping a dump with more estimates as .stale)."""
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the scripts set it
@@ -164,14 +164,14 @@ def test_2_another_number_of_estimates_is_refused_or_rebuilt(copy, capsys, monke
     common = [RUN_NAME, "--results_path", str(copy), "--ks", "1,10", "--num_datapoints", "2"]
     common += ["--no_progress"]
     sample = _script("sample_gradients")
-    assert sample.main(common + ["--num_samples", "40", "--estimator", "reg"]) == 2
+    assert sample.main(common + ["--num_estimates", "40", "--estimator", "reg"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"sample_gradients.py: error: gradient dump {reg0} holds 20 estimates")
     assert "asked: 40 estimates" in err and "--rebuild" in err
     assert {p: _sha256(p) for p in _dumps(copy)} == before  # nothing written
 
-    plan = _plan(copy, "--num_samples", "40")
+    plan = _plan(copy, "--num_estimates", "40")
     assert plan[f"sample/{RUN_NAME}/reg_bs1_raw_n40"] == RUN
     assert plan[f"sample/{RUN_NAME}/dreg_bs1_raw_n40"] == RUN
     assert plan["plot/figure_1"] == RUN
@@ -180,22 +180,22 @@ def test_2_another_number_of_estimates_is_refused_or_rebuilt(copy, capsys, monke
     drawn = {p: p.stat().st_mtime_ns for p in figures.iterdir()}
     plot = _script("plot")
     argv = ["figure_1", "--results_path", str(copy), "--figures_dir", str(figures)]
-    assert plot.main(argv + ["--profile", "smoke", "--num_samples", "40"]) == 1
+    assert plot.main(argv + ["--profile", "smoke", "--num_estimates", "40"]) == 1
     out, err = capsys.readouterr()
     line = err.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert line.startswith(f"plot.py: figure_1: gradient dump {reg0} holds 20 estimates")
     assert "asked: 40 estimates (and 7 more)" in line
-    assert "--num_samples 40" in line and line.endswith("--estimator dreg --rebuild")
+    assert "--num_estimates 40" in line and line.endswith("--estimator dreg --rebuild")
     assert {p: p.stat().st_mtime_ns for p in figures.iterdir()} == drawn  # not redrawn
 
     # --rebuild: fewer estimates than held keeps the old dump aside; more replaces it.
-    assert sample.main(common + ["--num_samples", "10", "--estimator", "reg", "--rebuild"]) == 0
+    assert sample.main(common + ["--num_estimates", "10", "--estimator", "reg", "--rebuild"]) == 0
     assert read_dump_meta(reg0)["num_samples"] == 10
     kept = reg0.with_name(reg0.name + ".stale")
     assert _sha256(kept) == before[reg0]
     dreg0 = dump_path(run_dir, "dreg", 1, 1, 0)
-    assert sample.main(common + ["--num_samples", "40", "--estimator", "dreg", "--rebuild"]) == 0
+    assert sample.main(common + ["--num_estimates", "40", "--estimator", "dreg", "--rebuild"]) == 0
     assert load_gradient_dump(dreg0).samples["layer0/W0"].shape[0] == 40
     assert not dreg0.with_name(dreg0.name + ".stale").exists()
     capsys.readouterr()

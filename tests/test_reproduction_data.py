@@ -345,7 +345,7 @@ def test_report_cli_exports_and_prints_slopes(results, tmp_path, capsys):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     argv = ["figure_1", "figure_2", "figure_9", "--profile", "reduced"]
-    argv += ["--results_path", str(results), "--num_samples", str(R)]  # the dumps' R
+    argv += ["--results_path", str(results), "--num_estimates", str(R)]  # the dumps' R
     argv += ["--out", str(tmp_path), "--command", "sweep", "--wall_time_s", "3"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

@@ -43,10 +43,11 @@ from dgp_snr.plotting.dumps import find_dump
 from dgp_snr.protocol import targets as protocol_targets
 from dgp_snr.protocol.jobs import figure_record_path, write_figure_record
 from dgp_snr.runs import RunConfig, latest_checkpoint_step
+from dgp_snr.slopes import COMPARED_ESTIMATORS
 
 FIGURES_DIR = "figures"
 
-ESTIMATORS = ("reg", "dreg")
+ESTIMATORS = COMPARED_ESTIMATORS
 LABELS = {"reg": "REG", "dreg": "DReG"}
 COLORS = {"reg": "#1f77b4", "dreg": "#ff7f0e", "fixq": "#2ca02c"}
 FIT_COLOR = "#b2182b"

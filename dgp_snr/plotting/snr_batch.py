@@ -52,7 +52,7 @@ def figure_8_data(
 ) -> Tuple[pd.DataFrame, FigureReport]:
     """Figure 8's inputs (SNR_SUMMARY_COLUMNS, one K and batch size) and the report of its
     missing inputs; raises MissingInputsError when no dump exists. `params`: the parameters of
-    protocol.targets.figure_8 (datasets, split, K, batch_size, ...), by name."""
+    protocol.targets.figure_8 (datasets, split, sampling_K, batch_size, ...), by name."""
     spec = protocol_targets.figure_8(results_path, **params)
     needs = _Needs("figure_8", spec)
     rows = []
@@ -62,7 +62,7 @@ def figure_8_data(
                 needs,
                 config,
                 est,
-                ks=[spec.params["K"]],
+                ks=[spec.params["sampling_K"]],
                 batch_size=spec.params["batch_size"],
                 num_datapoints=1,
             )

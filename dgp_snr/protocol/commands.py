@@ -61,7 +61,7 @@ def sample_command(
         shlex.quote(config.run_name),
         f"--results_path {shlex.quote(str(config.results_path))}",
         f"--ks {','.join(str(k) for k in sorted(ks))}",
-        f"--num_samples {num_estimates}",  # sample_gradients.py's flag for R
+        f"--num_estimates {num_estimates}",
         f"--batch_size {batch_size}",
         f"--num_datapoints {num_datapoints if batch_size == 1 else 1}",
         f"--estimator {estimator}",
@@ -84,8 +84,8 @@ def evaluate_command(
     )
     if iterations != PAPER_ITERATIONS:
         cmd += f" --iterations {iterations}"
-    if num_predictive_samples != TEST_SAMPLES:  # evaluate.py's flag for S
-        cmd += f" --num_samples {num_predictive_samples}"
+    if num_predictive_samples != TEST_SAMPLES:
+        cmd += f" --num_predictive_samples {num_predictive_samples}"
     if repeats != TEST_REPEATS:
         cmd += f" --repeats {repeats}"
     return cmd

@@ -71,10 +71,10 @@ class Profile:
             for name in DATASET_TARGETS:
                 targets.setdefault(name, {})["datasets"] = tuple(overrides.datasets)
             reductions.append(f"--datasets {','.join(overrides.datasets)}")
-        if overrides.num_estimates is not None:  # the command line's --num_samples
+        if overrides.num_estimates is not None:
             for name in SNR_TARGETS:
                 targets.setdefault(name, {})["num_estimates"] = overrides.num_estimates
-            reductions.append(f"--num_samples {overrides.num_estimates}")
+            reductions.append(f"--num_estimates {overrides.num_estimates}")
         return replace(self, common=common, targets=targets, reductions=tuple(reductions))
 
 
@@ -131,7 +131,12 @@ SMOKE = Profile(
             datasets=_DEMO, splits=1, num_predictive_samples=50, test_repeats=2, elbo_repeats=2
         ),
         figure_8=dict(
-            datasets=_DEMO, split=0, K=10, batch_size=8, num_estimates=20, aggregates=False
+            datasets=_DEMO,
+            split=0,
+            sampling_K=10,
+            batch_size=8,
+            num_estimates=20,
+            aggregates=False,
         ),
         figure_9=dict(
             _SMOKE_SNR, batch_sizes=(1, 8), dataset="demo_normalized", depth=2, train_K=50
@@ -156,7 +161,7 @@ class Overrides:
     splits: Optional[Tuple[int, ...]] = None
     datasets: Optional[Tuple[str, ...]] = None
     M: Optional[int] = None
-    #: R, gradient estimates per dump (SNR targets); --num_samples on the command line.
+    #: R, gradient estimates per dump (SNR targets); --num_estimates on the command line.
     num_estimates: Optional[int] = None
     checkpoint_freq: Optional[int] = None
     precision: Optional[str] = None
@@ -167,7 +172,7 @@ class Overrides:
         flags = dict(
             iterations="iterations",
             M="M",
-            num_estimates="num_samples",
+            num_estimates="num_estimates",
             checkpoint_freq="checkpoint_freq",
             precision="precision",
         )

@@ -24,6 +24,7 @@ from typing import Callable, List, Optional, Tuple
 from dgp_snr.precision import PRECISIONS
 from dgp_snr.protocol.profiles import PROFILE_NAMES, PROFILES, Overrides, Profile
 from dgp_snr.protocol.targets import TARGETS
+from dgp_snr.scripting import add_renamed_argument
 from dgp_snr.source import CodeState, code_state
 from dgp_snr.sweep.tasks import DONE, RESUME, Task, build_tasks
 
@@ -64,7 +65,10 @@ def add_profile_arguments(parser: argparse.ArgumentParser, default: str = "paper
         "--datasets", type=_names, default=None, help="comma list (targets with datasets)"
     )
     group.add_argument("--M", type=int, default=None, help="inducing points per layer")
-    group.add_argument("--num_samples", type=int, default=None, help="gradient estimates per dump")
+    add_renamed_argument(
+        group, "--num_estimates", "--num_samples", type=int, default=None,
+        help="gradient estimates per dump (R)",
+    )  # fmt: skip
     group.add_argument("--checkpoint_freq", type=int, default=None)
     group.add_argument(
         "--precision",
@@ -80,7 +84,7 @@ def profile_from_args(args: argparse.Namespace) -> Tuple[Profile, Overrides]:
         args.splits,
         args.datasets,
         args.M,
-        args.num_samples,  # -> num_estimates
+        args.num_estimates,
         args.checkpoint_freq,
         args.precision,
     )

@@ -55,7 +55,7 @@ def _fill_from_protocol(args) -> None:
     defaults = dict(
         splits=job.splits if job else None,
         iterations=job.iterations if job else PAPER_ITERATIONS,
-        num_samples=job.num_predictive_samples if job else TEST_SAMPLES,
+        num_predictive_samples=job.num_predictive_samples if job else TEST_SAMPLES,
         repeats=job.repeats if job else TEST_REPEATS,
         elbo_repeats=job.elbo_repeats if job else ELBO_REPEATS,
     )

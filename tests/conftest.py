@@ -34,6 +34,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slurm" in item.keywords:
                 item.add_marker(skip_slurm)
+    # Long end-to-end fault and pipeline tests: only when asked for (pytest -m long).
+    if "long" not in (config.getoption("markexpr") or ""):
+        skip_long = pytest.mark.skip(reason="long end-to-end test; use pytest -m long")
+        for item in items:
+            if "long" in item.keywords:
+                item.add_marker(skip_long)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow reproduction run; use --runslow")

@@ -303,6 +303,7 @@ def test_precision_errors_benchmark_on_a_trained_run(straight):
     assert 0 <= out["max_training_err_over_noise_sd"] <= 1e-2
 
 
+@pytest.mark.long
 def test_train_script_survives_sigkill_and_resumes(tmp_path):
     run_dir = tiny(tmp_path).run_dir()
     killed = script("train.py", *train_args(tmp_path, 100_000))

@@ -11,7 +11,7 @@ from dgp_snr import protocol
 from dgp_snr.figure_data import figure_data_path, read_figure_data
 from dgp_snr.plotting import MissingInputsError, figure_8, figure_9, table_1
 from dgp_snr.protocol import evaluate_target, paper_config, select_splits
-from dgp_snr.runs import RunCheckpoints, build_run, save_config
+from dgp_snr.runs import CHECKPOINT_DIR, RunCheckpoints, build_run, save_config
 
 ITERATIONS = 100
 #: split -> (REG run's checkpoint step, DReG run's); None: no run folder
@@ -37,13 +37,30 @@ def _config(results, split, estimator):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """Tiny real runs (M = 8, untrained) with checkpoints at the layout's steps."""
-    results = tmp_path_factory.mktemp("results")
+def layout(tmp_path_factory):
+    """The layout as files only: each run's config.json and empty checkpoint files named for
+    its step (split selection reads names, never contents)."""
+    results = tmp_path_factory.mktemp("layout")
     for split, steps in LAYOUT.items():
         for estimator, step in zip(("reg", "dreg"), steps):
             if step is None:
                 continue
+            config = _config(results, split, estimator)
+            save_config(config, config.run_dir())
+            checkpoints = config.run_dir() / CHECKPOINT_DIR
+            checkpoints.mkdir()
+            for suffix in (".index", ".data-00000-of-00001"):
+                (checkpoints / f"ckpt-{step}{suffix}").touch()
+    return results
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Tiny real runs (M = 8, untrained) with checkpoints at the layout's steps, for the
+    evaluation (splits 0, 1 and 3: the ones Table 1 evaluates, with and without preview)."""
+    results = tmp_path_factory.mktemp("results")
+    for split in (0, 1, 3):
+        for estimator, step in zip(("reg", "dreg"), LAYOUT[split]):
             config = _config(results, split, estimator)
             _, trainer, _ = build_run(config)
             trainer.step.assign(step)
@@ -52,7 +69,8 @@ def results(tmp_path_factory):
     return results
 
 
-def test_selection_takes_the_first_splits_whose_runs_all_finished(results):
+def test_selection_takes_the_first_splits_whose_runs_all_finished(layout):
+    results = layout
     selection = select_splits("table_1", results, ["demo_normalized"], 2, ITERATIONS)
     assert selection.used == {"demo_normalized": [0, 3]}
     assert [(r.split, r.flag, r.step) for r in selection.runs] == [
@@ -73,7 +91,8 @@ def test_selection_takes_the_first_splits_whose_runs_all_finished(results):
     assert missing == [_config(results, 1, "dreg").run_name, _config(results, 2, "reg").run_name]
 
 
-def test_preview_lets_unfinished_runs_in_at_their_latest_checkpoint(results):
+def test_preview_lets_unfinished_runs_in_at_their_latest_checkpoint(layout):
+    results = layout
     selection = select_splits("table_1", results, ["demo_normalized"], 2, ITERATIONS, preview=True)
     assert selection.used == {"demo_normalized": [0, 1]}
     assert [(r.split, r.flag, r.step) for r in selection.runs][2:] == [

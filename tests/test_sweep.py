@@ -245,6 +245,7 @@ def smoke(tmp_path_factory):
     return results, db, first, second, logs
 
 
+@pytest.mark.long
 def test_smoke_profile_of_every_target_completes(smoke):
     results, _, first, _, logs = smoke
     assert first.returncode == 0, first.stdout + first.stderr
@@ -257,6 +258,7 @@ def test_smoke_profile_of_every_target_completes(smoke):
             assert path.stat().st_size > 0, path
 
 
+@pytest.mark.long
 def test_second_invocation_runs_nothing(smoke):
     results, _, _, second, logs = smoke
     assert second.returncode == 0, second.stderr
@@ -264,6 +266,7 @@ def test_second_invocation_runs_nothing(smoke):
     assert {p: p.stat().st_mtime for p in (results / cli.LOGS_DIR).rglob("*.log")} == logs
 
 
+@pytest.mark.long
 def test_sql_observer_records_the_runs_in_sqlite(smoke):
     _, db, first, _, _ = smoke
     assert first.returncode == 0
@@ -356,6 +359,7 @@ def faulty(tmp_path_factory):
     return results, reference, run_dir, killed, outcome["rc"], out.getvalue()
 
 
+@pytest.mark.long
 def test_killed_worker_resumes_the_run_from_its_checkpoint(faulty):
     results, reference, run_dir, killed, _, text = faulty
     assert killed is not None, "the victim's training never held (tests/hold/sitecustomize.py)"
@@ -368,6 +372,7 @@ def test_killed_worker_resumes_the_run_from_its_checkpoint(faulty):
     assert resumed == uninterrupted
 
 
+@pytest.mark.long
 def test_failed_task_is_reported_with_its_log_and_the_others_complete(faulty):
     results, _, _, _, rc, text = faulty
     assert rc == 1

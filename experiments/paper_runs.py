@@ -21,7 +21,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from argparse import ArgumentParser
 from pathlib import Path
 
@@ -78,16 +77,24 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
     argv += c.PAPER_CAMPAIGN.sweep_argv(results_path) + ["--no-progress"]
     print("$", " ".join(argv), flush=True)
     sweep = subprocess.Popen(argv)
-    try:
-        while sweep.poll() is None:
-            _evaluate_in_subprocess(results_path)
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        # A terminal's Ctrl-C reaches the sweep too; `kill -INT` of this process alone does not.
+
+    def forward(signum: int, frame: object) -> None:
+        # SIGINT or SIGTERM of this process alone (a terminal's Ctrl-C reaches both) stops the
+        # sweep, which saves its trainings. Installed explicitly: a shell starts a background
+        # job with SIGINT ignored, and Python then keeps ignoring it.
         if sweep.poll() is None:
             sweep.send_signal(signal.SIGINT)
-        sweep.wait()  # the sweep saves its trainings on SIGINT
-        raise
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    while sweep.poll() is None:
+        _evaluate_in_subprocess(results_path)
+        try:
+            sweep.wait(timeout=poll_s)
+        except subprocess.TimeoutExpired:
+            pass
+    if sweep.returncode == 130:  # interrupted: nothing more to do now, the rerun resumes
+        return 130
     _evaluate_in_subprocess(results_path)
     if sweep.returncode == 0:  # every run finished: Figure 8's SNR at the final checkpoints
         for command in c.figure_8_commands(results_path, c.PAPER_CAMPAIGN):

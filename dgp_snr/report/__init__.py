@@ -38,7 +38,11 @@ from dgp_snr.report.blocks import (  # noqa: F401
     end_marker,
     fill_blocks,
 )
-from dgp_snr.report.paper_runs import learning_curve_markdown, paper_runs_block  # noqa: F401
+from dgp_snr.report.paper_runs import (  # noqa: F401
+    learning_curve_markdown,
+    paper_runs_block,
+    test_ll_breakdown_block,
+)
 from dgp_snr.report.tables import (  # noqa: F401
     LABELS,
     figure_1_snr,
@@ -69,6 +73,7 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "figure_4_splits": figure_4_splits,
     "wilcoxon_power": wilcoxon_power_block,
     "paper_runs": paper_runs_block,
+    "test_ll_breakdown": test_ll_breakdown_block,
 }
 
 

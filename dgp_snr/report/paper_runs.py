@@ -68,3 +68,35 @@ def paper_runs_code(root: Path) -> str:
             f"| {minutes(summary['wall_time_s'])} | {unrecorded:,} |"
         )
     return "\n".join(lines) + "\n"
+
+
+#: campaign.test_ll_breakdown's committed output.
+BREAKDOWN_CSV = PAPER_RUNS_CSV.parent / "test_ll_breakdown.csv"
+_GROUPS = ("all", "mode", "off-mode")
+
+
+def test_ll_breakdown_block(root: Path) -> str:
+    """Per run, step, precision and S: the mean test log predictive density over all test
+    points, over those at the training set's modal target and over the others, each as mean ±
+    sd over the repeats (n − 1), with the points per group."""
+    path = root / BREAKDOWN_CSV
+    if not path.is_file():
+        return "(not computed yet: `python experiments/paper_runs.py breakdown --step 100000`)\n"
+    df = pd.read_csv(path)
+    counts = df[df["repeat"] == 0].groupby("group")["points"].max()
+    head = " | ".join(f"{g} ({int(counts.get(g, 0))} points)" for g in _GROUPS)
+    lines = [f"| run | step | precision | S | {head} |", "|---|---:|---|---:|---|---|---|"]
+    keys = ["run", "step", "precision", "S"]
+    for (run, step, precision, S), frame in df.groupby(keys, sort=True):
+        cells = []
+        for group in _GROUPS:
+            values = frame[frame["group"] == group]["mean_lpd"].to_numpy()
+            sd = values.std(ddof=1) if values.size > 1 else float("nan")
+            cells.append(f"{fmt(values.mean())} ± {sd:.3f}")
+        estimator = str(run).rsplit("_", 1)[-1].replace("dreg", "DReG").replace("reg", "REG")
+        lines.append(
+            f"| {estimator} | {int(step):,} | {precision} | {int(S):,} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"

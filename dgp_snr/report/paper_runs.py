@@ -99,4 +99,12 @@ def test_ll_breakdown_block(root: Path) -> str:
             + " | ".join(cells)
             + " |"
         )
+    if df["precision"].nunique() == 2:
+        both = df.pivot_table(
+            index=["run", "step", "S", "repeat", "group"], columns="precision", values="mean_lpd"
+        )
+        diff = (both.iloc[:, 0] - both.iloc[:, 1]).abs().max()
+        lines.append(
+            f"\nLargest difference between the two precisions, over every row: {diff:.1e}."
+        )
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
+from typing import List
 
 import pandas as pd
 
@@ -71,39 +72,52 @@ def _evaluate_in_subprocess(results_path: Path) -> None:
         print(f"paper_runs: evaluation failed (exit {done.returncode}); retrying", flush=True)
 
 
-def run(results_path: Path, committed: Path, poll_s: float) -> int:
-    restore(results_path, committed)
+def sweep_argv(results_path: Path) -> List[str]:
+    """The campaign's sweep command (experiments/sweep.py, paper profile)."""
     argv = [sys.executable, str(ROOT / "experiments" / "sweep.py")]
-    argv += c.PAPER_CAMPAIGN.sweep_argv(results_path) + ["--no-progress"]
+    return argv + c.PAPER_CAMPAIGN.sweep_argv(results_path) + ["--no-progress"]
+
+
+def run_sweep(argv: List[str], results_path: Path, poll_s: float) -> int:
+    """Runs the sweep, evaluating between polls; returns its exit status. SIGINT or SIGTERM of
+    this process alone (a terminal's Ctrl-C reaches both) is forwarded to the sweep as SIGINT,
+    which saves its trainings. The handlers are installed explicitly because a shell starts a
+    background job with SIGINT ignored, and Python then keeps ignoring it."""
     print("$", " ".join(argv), flush=True)
     sweep = subprocess.Popen(argv)
 
     def forward(signum: int, frame: object) -> None:
-        # SIGINT or SIGTERM of this process alone (a terminal's Ctrl-C reaches both) stops the
-        # sweep, which saves its trainings. Installed explicitly: a shell starts a background
-        # job with SIGINT ignored, and Python then keeps ignoring it.
         if sweep.poll() is None:
             sweep.send_signal(signal.SIGINT)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, forward)
-    while sweep.poll() is None:
-        _evaluate_in_subprocess(results_path)
-        try:
-            sweep.wait(timeout=poll_s)
-        except subprocess.TimeoutExpired:
-            pass
-    if sweep.returncode == 130:  # interrupted: nothing more to do now, the rerun resumes
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while sweep.poll() is None:
+            _evaluate_in_subprocess(results_path)
+            try:
+                sweep.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return sweep.returncode
+
+
+def run(results_path: Path, committed: Path, poll_s: float) -> int:
+    restore(results_path, committed)
+    status = run_sweep(sweep_argv(results_path), results_path, poll_s)
+    if status == 130:  # interrupted: nothing more to do now, the rerun resumes
         return 130
     _evaluate_in_subprocess(results_path)
-    if sweep.returncode == 0:  # every run finished: Figure 8's SNR at the final checkpoints
+    if status == 0:  # every run finished: Figure 8's SNR at the final checkpoints
         for command in c.figure_8_commands(results_path, c.PAPER_CAMPAIGN):
             argv = [sys.executable] + shlex.split(command)[1:]
             print("$", command, flush=True)
             if subprocess.run(argv, cwd=ROOT).returncode:
                 return 1
         print(f"paper_runs: Figure 8 in {c.export_figure_8(results_path, c.PAPER_CAMPAIGN, ROOT)}")
-    return sweep.returncode
+    return status
 
 
 def breakdown(results_path: Path, run: str, step: int, sample_sizes, repeats: int) -> None:

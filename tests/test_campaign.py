@@ -3,6 +3,11 @@ bit-identically, evaluations and scalars survive."""
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +206,40 @@ def test_the_test_ll_breakdown_is_the_protocols_estimate_split_by_target_group(t
         weighted = (parts["mean_lpd"] * parts["points"]).sum() / parts["points"].sum()
         np.testing.assert_allclose(weighted, mixed.loc[(repeat, "all"), "mean_lpd"], rtol=1e-12)
     assert set(frame["precision"]) == {"mixed", "float64"}
+
+
+def test_an_interrupt_of_the_campaign_reaches_its_sweep_even_when_started_in_the_background(
+    tmp_path,
+):
+    """`kill -INT` (or -TERM) of experiments/paper_runs.py alone stops the sweep, which saves:
+    the signal is forwarded although a shell started the job with SIGINT ignored."""
+    root = Path(__file__).resolve().parents[1]
+    fake_sweep = tmp_path / "sweep.py"
+    got = tmp_path / "sweep_got"
+    fake_sweep.write_text(textwrap.dedent(f"""
+            import pathlib, signal, sys, time
+            def save(signum, frame):
+                pathlib.Path({str(got)!r}).write_text(str(signum)); sys.exit(130)
+            signal.signal(signal.SIGINT, save)
+            pathlib.Path({str(tmp_path / "started")!r}).touch()
+            time.sleep(60)
+            """))
+    driver = textwrap.dedent(f"""
+        import runpy, signal, sys
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job
+        sys.argv = ["paper_runs.py"]
+        m = runpy.run_path({str(root / "experiments" / "paper_runs.py")!r}, run_name="paper_runs")
+        m["_evaluate_in_subprocess"].__globals__["_evaluate_in_subprocess"] = lambda path: None
+        from pathlib import Path
+        sys.exit(m["run_sweep"]([sys.executable, {str(fake_sweep)!r}], Path("."), 0.2))
+        """)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        got.unlink(missing_ok=True)
+        (tmp_path / "started").unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 130
+        assert got.read_text() == str(int(signal.SIGINT))

@@ -160,15 +160,26 @@ def figure_9_snr(root: Path) -> str:
 
 
 def figure_8_snr(root: Path) -> str:
+    """Mean SNR per dataset and estimator, with its standard error (± snr_se, the export's
+    snr_se_method) where the data have one."""
     df = _data(root, "figure_8")
     table = df.groupby(["dataset", "estimator"])["snr"].mean().unstack("estimator")
+    se = None
+    if "snr_se" in df:
+        se = df.groupby(["dataset", "estimator"])["snr_se"].mean().unstack("estimator")
+
+    def cell(dataset: str, estimator: str) -> str:
+        value = fmt(table.loc[dataset, estimator], 3, False)
+        return value if se is None else f"{value} ± {se.loc[dataset, estimator]:.3f}"
+
     lines = ["| dataset | REG | DReG | DReG / REG |", "|---|---:|---:|---:|"]
     for dataset, row in table.iterrows():
         lines.append(
-            f"| {short_name(dataset)} | {fmt(row['reg'], 3, False)} "
-            f"| {fmt(row['dreg'], 3, False)} "
+            f"| {short_name(dataset)} | {cell(dataset, 'reg')} | {cell(dataset, 'dreg')} "
             f"| {fmt(row['dreg'] / row['reg'], 1, False)} |"
         )
+    if se is not None:
+        lines.append(f"\n± one standard error: {df['snr_se_method'].iloc[0]}.")
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,7 @@ from dgp_snr.evaluation import Evaluator
 from dgp_snr.io import atomic_write_text
 from dgp_snr.plotting.curves import read_scalars
 from dgp_snr.plotting.paper_runs import draw_paper_runs
-from dgp_snr.protocol.profiles import PROFILES
+from dgp_snr.protocol.profiles import PROFILES, Overrides, Profile
 from dgp_snr.protocol.targets import target_spec
 from dgp_snr.reproduction import export_target
 from dgp_snr.run_evaluation import EVALUATION_FILE, evaluate_run
@@ -42,6 +42,7 @@ from dgp_snr.runs import (
     check_resumable,
     checkpoint_steps,
     load_config,
+    run_state,
 )
 from dgp_snr.training_record import TRAINING_RECORD_FILE
 
@@ -67,27 +68,47 @@ class Campaign:
     num_predictive_samples: int = 10_000
     repeats: int = 10
     elbo_repeats: int = 10
+    #: Further seeds for the seed-to-seed spread: (estimator, seed) of Table 1's learned-q(w)
+    #: run on the first dataset and split, trained beside the sweep (run name suffix seed<N>).
+    seed_runs: Tuple[Tuple[str, int], ...] = ()
 
-    def sweep_argv(self, results_path: os.PathLike) -> List[str]:
+    def sweep_argv(self, results_path: os.PathLike, workers: Optional[int] = None) -> List[str]:
         """experiments/sweep.py's arguments for this campaign (the paper profile)."""
-        return [
+        argv = [
             *self.targets, "--profile", "paper", "--iterations", str(self.iterations),
             "--datasets", ",".join(self.datasets),
             "--splits", ",".join(map(str, self.splits)) + ",",
             "--precision", self.precision, "--results_path", str(results_path),
         ]  # fmt: skip
+        return argv + ([] if workers is None else ["--workers", str(workers)])
+
+    def profile(self) -> Profile:
+        """The paper profile with the campaign's restrictions (what sweep_argv asks for)."""
+        overrides = Overrides(
+            iterations=self.iterations, splits=self.splits, datasets=self.datasets,
+            precision=self.precision,
+        )  # fmt: skip
+        return PROFILES["paper"].with_overrides(overrides)
+
+    def seed_run_configs(self, results_path: os.PathLike) -> List[RunConfig]:
+        """The seed_runs' configs: the sweep's Table 1 run of that estimator on the first
+        dataset and split, with only `seed` and the run name's suffix changed."""
+        spec = target_spec("table_1", results_path, **self.profile().params("table_1"))
+        out = []
+        for estimator, seed in self.seed_runs:
+            (base,) = [
+                config for config in spec.runs
+                if config.training.estimator == estimator and config.dataset == self.datasets[0]
+                and config.split == self.splits[0]
+            ]  # fmt: skip
+            out.append(base.with_settings(seed=seed, name_suffix=f"seed{seed}"))
+        return out
 
 
 def figure_8_params(campaign: "Campaign") -> Dict:
     """Figure 8's parameters (paper profile) on the campaign's first split and datasets: the SNR
     of REG and DReG at K = 50 over a batch of 64, on the REG-trained run with learned q(w)."""
-    params = PROFILES["paper"].params("figure_8")
-    settings = dict(params.get("settings", {}), precision=campaign.precision)
-    params.update(
-        datasets=campaign.datasets, split=campaign.splits[0], iterations=campaign.iterations,
-        settings=settings,
-    )  # fmt: skip
-    return params
+    return dict(campaign.profile().params("figure_8"), split=campaign.splits[0])
 
 
 def figure_8_commands(results_path: os.PathLike, campaign: "Campaign") -> List[str]:
@@ -95,6 +116,12 @@ def figure_8_commands(results_path: os.PathLike, campaign: "Campaign") -> List[s
     a dump from an earlier checkpoint is resampled at the final one)."""
     spec = target_spec("figure_8", results_path, **figure_8_params(campaign))
     return [job.command() + " --rebuild" for job in spec.samples]
+
+
+def figure_8_unfinished(results_path: os.PathLike, campaign: "Campaign") -> List[str]:
+    """The runs Figure 8 samples that have not finished training (names; empty: ready)."""
+    spec = target_spec("figure_8", results_path, **figure_8_params(campaign))
+    return [config.run_name for config in spec.runs if not run_state(config).complete]
 
 
 def export_figure_8(
@@ -107,10 +134,12 @@ def export_figure_8(
     )  # fmt: skip
 
 
-#: Issue 18: solar split 0, REG and DReG with learned q(w), REG with q(w) fixed to the prior.
+#: Issue 18: solar split 0, REG and DReG with learned q(w), REG with q(w) fixed to the prior;
+#: and REG with learned q(w) at a second seed (its 200k value sat 0.6 nats below the authors').
 PAPER_CAMPAIGN = Campaign(
-    targets=("table_1", "figure_4"), datasets=("wilson_solar",), splits=(0,), precision="mixed"
-)
+    targets=("table_1", "figure_4"), datasets=("wilson_solar",), splits=(0,), precision="mixed",
+    seed_runs=(("reg", 1),),
+)  # fmt: skip
 
 
 def newest_readable_step(run_dir: os.PathLike) -> Optional[int]:
@@ -282,7 +311,7 @@ def evaluate_steps(
 # ------------------------------------------------------------------------------------ report
 #: learning_curve.csv: one row per (run, evaluated step).
 CURVE_COLUMNS = (
-    "run", "dataset", "split", "estimator", "qw", "precision", "step", "test_ll_mean",
+    "run", "dataset", "split", "seed", "estimator", "qw", "precision", "step", "test_ll_mean",
     "test_ll_se", "test_ll_repeats", "elbo_per_point_mean", "elbo_per_point_se",
     "elbo_repeats", "authors_test_ll", "authors_source", "gap_to_authors",
 )  # fmt: skip
@@ -346,7 +375,8 @@ def learning_curve_frame(
             elbo = values.get("train_elbo", np.array([])) / num_train
             mean = float(tll.mean()) if tll.size else np.nan
             rows.append(dict(
-                run=run.name, dataset=config.dataset, split=config.split, estimator=estimator,
+                run=run.name, dataset=config.dataset, split=config.split,
+                seed=config.effective_seed, estimator=estimator,
                 qw=qw, precision=config.model.precision, step=step, test_ll_mean=mean,
                 test_ll_se=_se(tll), test_ll_repeats=tll.size,
                 elbo_per_point_mean=float(elbo.mean()) if elbo.size else np.nan,

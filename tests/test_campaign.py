@@ -160,6 +160,7 @@ def test_the_learning_curve_reads_the_protocols_evaluations_only(tmp_path):
     n = get_regression_data("demo_normalized", 0).X_train.shape[0]
     assert row["elbo_per_point_mean"] == pytest.approx(np.mean(elbo) / n)
     assert row["gap_to_authors"] == pytest.approx(np.mean(tll) - 2.0)
+    assert row["seed"] == 0  # the paper's: the split
     table = report.learning_curve_markdown(curve)
     assert (
         f"{np.mean(tll):+.3f}" in table
@@ -178,6 +179,29 @@ def test_the_committed_learning_curve_is_what_the_committed_evaluations_give():
     pd.testing.assert_frame_equal(again, written, check_dtype=False, rtol=1e-9)
 
 
+def test_the_sweep_gets_the_cores_the_further_seeds_leave(tmp_path):
+    argv = campaign.PAPER_CAMPAIGN.sweep_argv(tmp_path, workers=1)
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert "--workers" not in campaign.PAPER_CAMPAIGN.sweep_argv(tmp_path)
+
+
+def test_a_further_seed_is_the_sweeps_run_with_its_seed_alone_changed(tmp_path):
+    """The seed run trains what the sweep's Table 1 REG run trains (same data split, settings,
+    precision, results folder), in its own folder, from other random streams."""
+    from dgp_snr.protocol.targets import target_spec
+
+    spec = target_spec("table_1", tmp_path, **campaign.PAPER_CAMPAIGN.profile().params("table_1"))
+    (reg,) = [config for config in spec.runs if config.training.estimator == "reg"]
+    (seeded,) = campaign.PAPER_CAMPAIGN.seed_run_configs(tmp_path)
+    before, after = reg.to_flat(), seeded.to_flat()
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed == {"seed", "name_suffix"}
+    assert (reg.effective_seed, seeded.effective_seed) == (0, 1)
+    assert seeded.run_name == reg.run_name + "_seed1" and seeded.model.precision == "mixed"
+    assert seeded.run_dir().parent == reg.run_dir().parent == tmp_path
+    assert seeded.training.iterations == 300_000
+
+
 def test_figure_8_samples_the_campaigns_reg_run_at_its_final_step(tmp_path):
     commands = campaign.figure_8_commands(tmp_path, campaign.PAPER_CAMPAIGN)
     assert len(commands) == 2  # REG and DReG estimates
@@ -187,6 +211,9 @@ def test_figure_8_samples_the_campaigns_reg_run_at_its_final_step(tmp_path):
         assert "--batch_size 64" in command and command.endswith("--rebuild")
     params = campaign.figure_8_params(campaign.PAPER_CAMPAIGN)
     assert params["split"] == 0 and params["settings"]["precision"] == "mixed"
+    assert campaign.figure_8_unfinished(tmp_path, campaign.PAPER_CAMPAIGN) == [
+        "wilson_solar_L1_G5_IWAE_SF0_K50_BS64_reg"
+    ]
 
 
 def test_the_test_ll_breakdown_is_the_protocols_estimate_split_by_target_group(tmp_path):
@@ -211,19 +238,24 @@ def test_the_test_ll_breakdown_is_the_protocols_estimate_split_by_target_group(t
 def test_an_interrupt_of_the_campaign_reaches_its_sweep_even_when_started_in_the_background(
     tmp_path,
 ):
-    """`kill -INT` (or -TERM) of experiments/paper_runs.py alone stops the sweep, which saves:
-    the signal is forwarded although a shell started the job with SIGINT ignored."""
+    """`kill -INT` (or -TERM) of experiments/paper_runs.py alone stops the sweep and the
+    training beside it, each of which saves: the signal is forwarded although a shell started
+    the job with SIGINT ignored."""
     root = Path(__file__).resolve().parents[1]
-    fake_sweep = tmp_path / "sweep.py"
-    got = tmp_path / "sweep_got"
-    fake_sweep.write_text(textwrap.dedent(f"""
+
+    def fake(name):
+        script = tmp_path / f"{name}.py"
+        script.write_text(textwrap.dedent(f"""
             import pathlib, signal, sys, time
             def save(signum, frame):
-                pathlib.Path({str(got)!r}).write_text(str(signum)); sys.exit(130)
+                pathlib.Path({str(tmp_path / (name + "_got"))!r}).write_text(str(signum))
+                sys.exit(130)
             signal.signal(signal.SIGINT, save)
-            pathlib.Path({str(tmp_path / "started")!r}).touch()
+            pathlib.Path({str(tmp_path / (name + "_started"))!r}).touch()
             time.sleep(60)
             """))
+        return [sys.executable, str(script)]
+
     driver = textwrap.dedent(f"""
         import runpy, signal, sys
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job
@@ -231,15 +263,33 @@ def test_an_interrupt_of_the_campaign_reaches_its_sweep_even_when_started_in_the
         m = runpy.run_path({str(root / "experiments" / "paper_runs.py")!r}, run_name="paper_runs")
         m["_evaluate_in_subprocess"].__globals__["_evaluate_in_subprocess"] = lambda path: None
         from pathlib import Path
-        sys.exit(m["run_sweep"]([sys.executable, {str(fake_sweep)!r}], Path("."), 0.2))
+        sys.exit(m["run_sweep"]({fake("sweep")!r}, Path("."), 0.2, [("seed", {fake("seed")!r})]))
         """)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        got.unlink(missing_ok=True)
-        (tmp_path / "started").unlink(missing_ok=True)
+        for name in ("sweep", "seed"):
+            (tmp_path / f"{name}_got").unlink(missing_ok=True)
+            (tmp_path / f"{name}_started").unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path)
         deadline = time.monotonic() + 120
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not all(
+            (tmp_path / f"{name}_started").exists() for name in ("sweep", "seed")
+        ):
             time.sleep(0.1)
         proc.send_signal(signum)
         assert proc.wait(timeout=60) == 130
-        assert got.read_text() == str(int(signal.SIGINT))
+        for name in ("sweep", "seed"):
+            assert (tmp_path / f"{name}_got").read_text() == str(int(signal.SIGINT))
+    assert (tmp_path / "sweep_logs" / "seed.log").is_file()  # the training's output
+
+
+def test_a_failed_training_beside_the_sweep_fails_the_campaign(tmp_path):
+    m = __import__("runpy").run_path(
+        str(Path(__file__).resolve().parents[1] / "experiments" / "paper_runs.py"),
+        run_name="paper_runs",
+    )
+    m["_evaluate_in_subprocess"].__globals__["_evaluate_in_subprocess"] = lambda path: None
+    ok = [sys.executable, "-c", "pass"]
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert m["run_sweep"](ok, tmp_path, 0.1, [("a", ok)]) == 0
+    assert m["run_sweep"](ok, tmp_path, 0.1, [("a", ok), ("b", failing)]) == 1
+    assert m["run_sweep"](failing, tmp_path, 0.1, [("a", ok)]) == 3

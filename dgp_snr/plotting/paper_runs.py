@@ -39,16 +39,25 @@ def draw_paper_runs(
         for run, df in rows.groupby("run", sort=True):
             key = (df["estimator"].iloc[0], df["qw"].iloc[0])
             color, label = _COLORS.get(key, "k"), _LABELS.get(key, run)
+            # The paper's seed is the split; another seed is the same setting, drawn apart.
+            seed = int(df["seed"].iloc[0]) if "seed" in df else split
+            other_seed = seed != split
+            if other_seed:
+                label += f", seed {seed}"
             log = scalars.get(run)
             if log is not None and not log.empty:
                 log = log[log["tag"] == LOG_TAG]
-                ax.plot(log["step"], log["value"], color=color, lw=0.6, alpha=0.45)
+                ax.plot(
+                    log["step"], log["value"], color=color, lw=0.6, alpha=0.45,
+                    ls=":" if other_seed else "-",
+                )  # fmt: skip
             ax.errorbar(
                 df["step"], df["test_ll_mean"], yerr=2 * df["test_ll_se"].fillna(0),
-                color=color, marker="o", ms=4, lw=1.4, capsize=3, label=label,
+                color=color, marker="s" if other_seed else "o", ms=4, lw=1.4, capsize=3,
+                label=label, ls=":" if other_seed else "-", mfc="white" if other_seed else color,
             )  # fmt: skip
             reference = df["authors_test_ll"].dropna()
-            if not reference.empty:
+            if not reference.empty and not other_seed:
                 ax.axhline(reference.iloc[0], color=color, ls="--", lw=1)
         # The 100-sample training log dips far below the evaluations; keep those in view.
         anchors = pd.concat([rows["test_ll_mean"], rows["authors_test_ll"]]).dropna()

@@ -30,6 +30,8 @@ def learning_curve_markdown(curve: pd.DataFrame) -> str:
             else f"{fmt(row.authors_test_ll)} ({row.authors_source})"
         )  # fmt: skip
         setting = f"{row.estimator.upper().replace('DREG', 'DReG')}, q(w) {row.qw}"
+        seed = getattr(row, "seed", row.split)
+        setting += f", seed {seed}" + (" (= split)" if seed == row.split else "")
         lines.append(
             f"| {row.dataset} split {row.split}, {setting} | {row.precision} | {row.step:,} "
             f"| {tll} | {elbo} | {authors} | {fmt(row.gap_to_authors)} |"
@@ -70,6 +72,13 @@ def paper_runs_code(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_label(run: str) -> str:
+    """wilson_solar_..._BS64_reg_seed1 -> "REG seed 1" (the part after the batch size)."""
+    parts = run.split("_BS", 1)[-1].split("_")[1:]
+    words = {"reg": "REG", "dreg": "DReG", "fixq": "q(w) fixed"}
+    return " ".join(words.get(p, p.replace("seed", "seed ")) for p in parts)
+
+
 #: campaign.test_ll_breakdown's committed output.
 BREAKDOWN_CSV = PAPER_RUNS_CSV.parent / "test_ll_breakdown.csv"
 _GROUPS = ("all", "mode", "off-mode")
@@ -93,7 +102,7 @@ def test_ll_breakdown_block(root: Path) -> str:
             values = frame[frame["group"] == group]["mean_lpd"].to_numpy()
             sd = values.std(ddof=1) if values.size > 1 else float("nan")
             cells.append(f"{fmt(values.mean())} ± {sd:.3f}")
-        estimator = str(run).rsplit("_", 1)[-1].replace("dreg", "DReG").replace("reg", "REG")
+        estimator = _run_label(str(run))
         lines.append(
             f"| {estimator} | {int(step):,} | {precision} | {int(S):,} | "
             + " | ".join(cells)

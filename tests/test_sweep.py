@@ -93,6 +93,14 @@ def test_split_ranges_and_their_errors():
     assert profile.params("figure_1") == {}
 
 
+@pytest.mark.parametrize("splits", [(0,), (1,), (0, 2, 5)])
+def test_the_overrides_reach_plot_py_as_the_same_splits(splits):
+    """The sweep hands its overrides to plot.py as arguments; one split must stay that split
+    (a bare "1" would be a count of splits, a bare "0" none at all)."""
+    argv = Overrides(splits=splits).argv()
+    assert parse_splits(argv[argv.index("--splits") + 1]) == splits
+
+
 def test_precision_override_reaches_every_training_run_and_the_reductions(tmp_path):
     """--precision mixed: every train command names it (so config.json records it), sampling
     and evaluation read it from the run, and the profile lists it as a reduction."""

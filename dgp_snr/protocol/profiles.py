@@ -180,8 +180,8 @@ class Overrides:
             value = getattr(self, name)
             if value is not None:
                 out += [f"--{flag}", str(value)]
-        if self.splits is not None:
-            out += ["--splits", ",".join(map(str, self.splits))]
+        if self.splits is not None:  # the trailing comma: "0," is split 0, "1" a count
+            out += ["--splits", ",".join(map(str, self.splits)) + ","]
         if self.datasets is not None:
             out += ["--datasets", ",".join(self.datasets)]
         return out

@@ -125,12 +125,17 @@ def figure_8_unfinished(results_path: os.PathLike, campaign: "Campaign") -> List
 
 
 def export_figure_8(
-    results_path: os.PathLike, campaign: "Campaign", root: os.PathLike = "."
+    results_path: os.PathLike,
+    campaign: "Campaign",
+    root: os.PathLike = ".",
+    wall_time_s: Optional[float] = None,
 ) -> Path:
-    """reproduction/paper_runs/figure_8/: data.csv, the figure and meta.json from the dumps."""
+    """reproduction/paper_runs/figure_8/: data.csv, the figure and meta.json from the dumps
+    (`wall_time_s`: the sampling's, as measured by its caller)."""
     return export_target(
         "figure_8", results_path, Path(root) / COMMITTED_DIR, profile_name="paper",
-        command="bash scripts/paper_runs.sh", wall_time_s=None, **figure_8_params(campaign),
+        command="python experiments/paper_runs.py figure_8", wall_time_s=wall_time_s,
+        **figure_8_params(campaign),
     )  # fmt: skip
 
 

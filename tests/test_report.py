@@ -1,6 +1,7 @@
 """REPRODUCTION.md's generated blocks: the statistics against scipy, the markers, and the
 committed report against what the committed CSVs give."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,53 @@ def test_the_committed_report_is_what_the_committed_csvs_give():
     committed = report.block_bodies((ROOT / report.REPORT_FILE).read_text())
     assert set(committed) == set(report.GENERATORS)
     assert report.render_blocks(ROOT) == committed
+
+
+def _findings(tmp_path, rows, authors):
+    import pandas as pd
+
+    (tmp_path / report.PAPER_RUNS_CSV).parent.mkdir(parents=True)
+    (tmp_path / report.AUTHORS_CSV).parent.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / report.PAPER_RUNS_CSV, index=False)
+    pd.DataFrame(authors).to_csv(tmp_path / report.AUTHORS_CSV, index=False)
+    schedule = dict(lr_decay=0.5, encoder_lr_decay=0.5, gamma_decay=0.5, decay_steps=100)
+    for run in {row["run"] for row in rows}:
+        folder = tmp_path / report.PAPER_RUNS_CSV.parent / run
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"training": schedule}))
+    return report.paper_runs_findings(tmp_path)
+
+
+def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_compare_seeds(
+    tmp_path,
+):
+    def row(run, estimator, seed, step, value, authors):
+        return dict(
+            run=f"d_L1_G5_IWAE_SF0_K50_BS64_{run}", dataset="d", split=0, seed=seed,
+            estimator=estimator, qw="learned", step=step, test_ll_mean=value,
+            authors_test_ll=authors, gap_to_authors=value - authors,
+        )  # fmt: skip
+
+    rows = [
+        row("reg", "reg", 0, 100, 1.0, 2.0), row("reg", "reg", 0, 200, 1.5, 2.0),
+        row("dreg", "dreg", 0, 200, 2.2, 2.4),
+        row("reg_seed1", "reg", 1, 200, 1.9, 2.0),
+    ]  # fmt: skip
+    authors = [
+        dict(quantity="table_1_tll", dataset="d", flag=flag, split=split, repeat=0, value=v)
+        for flag, values in ((False, [2.0, 1.0, 3.0]), (True, [2.4, 2.5, 2.1]))
+        for split, v in enumerate(values)
+    ]
+    text = _findings(tmp_path, rows, authors)
+    lines = {line.split(" | ")[0]: line for line in text.splitlines()}
+    reg, dreg, seed1 = lines["| REG"], lines["| DReG"], lines["| REG seed 1"]
+    assert "+0.500 (from 100)" in reg and "-0.500 | **yes**" in reg
+    assert "+1.000 / +2.000 / +3.000 (3) | 1 of 3" in reg  # 1.5 beats the split at 1.0
+    assert "-0.200 | no" in dreg and "| 1 of 3 |" in dreg  # 2.2 beats 2.1 only
+    assert "-0.100 | no" in seed1 and "| 1 of 3 |" in seed1  # 1.9 < 2.0
+    # REG - DReG at 200: ours 1.5 - 2.2 < 0, the authors' 2.0 - 2.4 < 0
+    assert "ours -0.700, the authors' -0.400 on the same split; the order agrees" in text
+    # the authors' REG - DReG per split: -0.4, -1.5, +0.9; two share our sign
+    assert "over their 3 paired splits: min -1.500, median -0.400, max +0.900; 2 of 3" in text
+    assert "seed 0 +1.500, seed 1 +1.900; spread (max − min) 0.400" in text
+    assert "by 0.5 every 100 steps (staircase): they stand at 50% at 100, 25% at 200" in text

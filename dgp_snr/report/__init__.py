@@ -10,7 +10,8 @@ test can regenerate the report and compare (tests/test_report.py).
 Blocks: `table_1_splits` and `figure_4_splits` (each of our reduced runs beside the authors'
 released value for the same dataset, split and setting, with paired differences and paired
 standard errors), `wilcoxon_power` (how many splits a Wilcoxon signed-rank test needs to see
-the paper's solar REG/DReG difference) and `paper_runs` (dgp_snr.campaign).
+the paper's solar REG/DReG difference), `paper_runs`, `test_ll_breakdown` and
+`paper_runs_findings` (dgp_snr.campaign's runs beside the authors').
 """
 
 import os
@@ -41,6 +42,7 @@ from dgp_snr.report.blocks import (  # noqa: F401
 from dgp_snr.report.paper_runs import (  # noqa: F401
     learning_curve_markdown,
     paper_runs_block,
+    paper_runs_findings,
     test_ll_breakdown_block,
 )
 from dgp_snr.report.tables import (  # noqa: F401
@@ -50,6 +52,7 @@ from dgp_snr.report.tables import (  # noqa: F401
     figure_4_main,
     figure_8_snr,
     figure_9_snr,
+    paper_runs_figure_8,
     provenance,
     runs_trained_with,
     slopes_block,
@@ -74,6 +77,8 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "wilcoxon_power": wilcoxon_power_block,
     "paper_runs": paper_runs_block,
     "test_ll_breakdown": test_ll_breakdown_block,
+    "paper_runs_findings": paper_runs_findings,
+    "paper_runs_figure_8": paper_runs_figure_8,
 }
 
 

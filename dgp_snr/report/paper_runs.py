@@ -4,9 +4,11 @@ code (dgp_snr.campaign writes what they read)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dgp_snr.report.blocks import (
+    AUTHORS_CSV,
     NOT_RECORDED,
     PAPER_RUNS_CSV,
     fmt,
@@ -117,3 +119,123 @@ def test_ll_breakdown_block(root: Path) -> str:
             f"\nLargest difference between the two precisions, over every row: {diff:.1e}."
         )
     return "\n".join(lines) + "\n"
+
+
+#: How far (nats) a paper-length run may sit from the authors' value before issue 18 asks why.
+GAP_TO_EXPLAIN = 0.3
+_QUANTITY = {
+    ("reg", "learned"): ("table_1_tll", False),
+    ("dreg", "learned"): ("table_1_tll", True),
+}
+_QUANTITY[("reg", "fixed")] = ("figure_4_tll", True)
+
+
+def _authors_splits(authors: pd.DataFrame, dataset: str, estimator: str, qw: str) -> pd.Series:
+    """The authors' released value per split (mean over its repeats) for one setting."""
+    quantity, flag = _QUANTITY[(estimator, qw)]
+    rows = authors[
+        (authors["quantity"] == quantity) & (authors["dataset"] == dataset)
+        & (authors["flag"] == flag)
+    ]  # fmt: skip
+    return rows.groupby("split")["value"].mean()
+
+
+def paper_runs_findings(root: Path) -> str:
+    """Per paper-length run at its newest evaluated step: the gain over the previous evaluated
+    step, the gap to the authors' value for the same split and setting (flagged beyond
+    GAP_TO_EXPLAIN), and where the value falls among the authors' values of that setting over
+    all their released splits (their split-to-split spread: other data, other seed); then the
+    REG − DReG order against the authors' on the same split, and seed-to-seed differences."""
+    path = root / PAPER_RUNS_CSV
+    if not path.is_file():
+        return "(no paper-length evaluation committed yet)\n"
+    curve = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    authors = pd.read_csv(root / AUTHORS_CSV)
+    lines = [
+        "| run | newest step | test LL | gain since the previous step | authors' (same split) "
+        f"| ours − authors' | beyond {GAP_TO_EXPLAIN}? | authors' over their splits: "
+        "min / median / max (n) | authors' splits below ours |",
+        "|---|---:|---|---|---|---:|---|---|---|",
+    ]
+    for run, df in curve.groupby("run", sort=True):
+        df = df.sort_values("step")
+        last = df.iloc[-1]
+        gain = "-" if len(df) < 2 else (
+            f"{fmt(last.test_ll_mean - df.iloc[-2].test_ll_mean)} "
+            f"(from {int(df.iloc[-2].step):,})"
+        )  # fmt: skip
+        spread = _authors_splits(authors, last.dataset, last.estimator, last.qw)
+        below = int((spread < last.test_ll_mean).sum())
+        beyond = "-" if not np.isfinite(last.gap_to_authors) else (
+            "**yes**" if abs(last.gap_to_authors) > GAP_TO_EXPLAIN else "no"
+        )  # fmt: skip
+        lines.append(
+            f"| {_run_label(run)} | {int(last.step):,} | {fmt(last.test_ll_mean)} | {gain} "
+            f"| {fmt(last.authors_test_ll)} | {fmt(last.gap_to_authors)} | {beyond} "
+            f"| {fmt(spread.min())} / {fmt(spread.median())} / {fmt(spread.max())} "
+            f"({spread.size}) | {below} of {spread.size} |"
+        )
+    lines.append("")
+    lines += _order_and_seeds(curve, authors)
+    lines.append(_schedule_line(root, curve))
+    return "\n".join(lines) + "\n"
+
+
+def _schedule_line(root: Path, curve: pd.DataFrame) -> str:
+    """Where the runs' step-size schedules stand at the evaluated steps (from config.json)."""
+    run = sorted(curve["run"])[0]
+    training = json.loads((root / PAPER_RUNS_CSV.parent / run / "config.json").read_text())
+    training = training["training"]
+    decays = {training[k] for k in ("lr_decay", "encoder_lr_decay", "gamma_decay")}
+    if len(decays) != 1:
+        return "(the runs' step sizes decay at different rates)\n"
+    decay, every = decays.pop(), int(training["decay_steps"])
+    steps = sorted(int(s) for s in curve["step"].unique())[-2:]
+    at = ", ".join(f"{100 * decay ** (s // every):.2g}% at {s:,}" for s in steps)
+    return (
+        f"Step sizes (Adam's lr, the encoder's lr, the natural-gradient γ) are multiplied by "
+        f"{decay} every {every:,} steps (staircase): they stand at {at} of their start.\n"
+    )
+
+
+def _order_and_seeds(curve: pd.DataFrame, authors: pd.DataFrame) -> list:
+    out = []
+    learned = curve[(curve["qw"] == "learned") & (curve["seed"] == curve["split"])]
+    both = learned.pivot_table(index="step", columns="estimator", values="test_ll_mean")
+    both = both.dropna()
+    if {"reg", "dreg"} <= set(both.columns) and not both.empty:
+        step = int(both.index.max())
+        ours = both.loc[step, "reg"] - both.loc[step, "dreg"]
+        row = learned[learned["step"] == step].set_index("estimator")
+        theirs = row.loc["reg", "authors_test_ll"] - row.loc["dreg", "authors_test_ll"]
+        out.append(
+            f"REG − DReG at {step:,} (seed = split): ours {fmt(ours)}, the authors' "
+            f"{fmt(theirs)} on the same split; the order "
+            f"{'agrees' if np.sign(ours) == np.sign(theirs) else 'is the opposite'}."
+        )
+        dataset = learned["dataset"].iloc[0]
+        pairs = (
+            _authors_splits(authors, dataset, "reg", "learned")
+            - _authors_splits(authors, dataset, "dreg", "learned")
+        ).dropna()
+        if not pairs.empty:
+            same = int((np.sign(pairs) == np.sign(ours)).sum())
+            out.append(
+                f"The authors' REG − DReG on {dataset} over their {pairs.size} paired splits: "
+                f"min {fmt(pairs.min())}, median {fmt(pairs.median())}, max {fmt(pairs.max())}; "
+                f"{same} of {pairs.size} have the order ours has here."
+            )
+    for (estimator, qw), df in curve.groupby(["estimator", "qw"]):
+        by_seed = df.pivot_table(index="step", columns="seed", values="test_ll_mean").dropna()
+        if by_seed.shape[1] < 2 or by_seed.empty:
+            continue
+        step = int(by_seed.index.max())
+        values = by_seed.loc[step]
+        seeds = ", ".join(f"seed {int(s)} {fmt(v)}" for s, v in values.items())
+        out.append(
+            f"Seeds of {estimator.upper().replace('DREG', 'DReG')}, q(w) {qw} at {step:,}: "
+            f"{seeds}; spread (max − min) {fmt(values.max() - values.min(), sign=False)}."
+        )
+    if not out:
+        out.append("(no second seed evaluated yet)")
+    return [line + "\n" for line in out]

@@ -162,7 +162,27 @@ def figure_9_snr(root: Path) -> str:
 def figure_8_snr(root: Path) -> str:
     """Mean SNR per dataset and estimator, with its standard error (± snr_se, the export's
     snr_se_method) where the data have one."""
-    df = _data(root, "figure_8")
+    return _figure_8_table(_data(root, "figure_8"))
+
+
+def paper_runs_figure_8(root: Path) -> str:
+    """Figure 8's table at the paper-length REG run's final checkpoint (dgp_snr.campaign)."""
+    path = root / "reproduction" / "paper_runs" / "figure_8" / "data.csv"
+    if not path.is_file():
+        return "(not sampled yet: `python experiments/paper_runs.py figure_8`)\n"
+    meta = json.loads((path.parent / "meta.json").read_text())
+    df = pd.read_csv(path)
+    commit = str(meta.get("git_commit") or NOT_RECORDED)[:7]
+    estimates = ", ".join(f"{n:,}" for n in sorted(df["num_estimates"].unique()))
+    return (
+        _figure_8_table(df)
+        + f"\nThe REG run's checkpoint at {meta['figure_params']['iterations']:,} iterations, "
+        f"{estimates} estimates per estimator; sampled in {minutes(meta.get('wall_time_s'))}, "
+        f"exported at {commit}.\n"
+    )
+
+
+def _figure_8_table(df: pd.DataFrame) -> str:
     table = df.groupby(["dataset", "estimator"])["snr"].mean().unstack("estimator")
     se = None
     if "snr_se" in df:

@@ -76,7 +76,7 @@ def export_target(
         "runs": training_records(results_path, df),
         "profile": profile_name,
         "command": command,
-        **code_version(),
+        **code_version(CODE_FILES),  # dirty: the code, not results in the tree
         "wall_time_s": wall_time_s,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results_path": str(results_path),

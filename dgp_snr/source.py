@@ -74,6 +74,8 @@ class CodeState:
 
 
 def code_state(root: Path = ROOT) -> CodeState:
-    """The CodeState of the code under `root` (default: the running code)."""
-    version = code_version(root=root)
+    """The CodeState of the code under `root` (default: the running code). Dirty means the
+    Python files differ from the commit: results written into the tree (a saved checkpoint, a
+    regenerated report) do not make the code dirty."""
+    version = code_version(CODE_FILES, root=root)
     return CodeState(version["git_commit"], version["git_dirty"], code_fingerprint(root))

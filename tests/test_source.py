@@ -45,6 +45,23 @@ def test_code_outside_git_has_no_commit(tmp_path):
     assert "outside git" in state.describe()
 
 
+def test_the_code_is_dirty_when_its_python_files_differ_from_the_commit_only(tmp_path):
+    import subprocess
+
+    root = _tree(tmp_path)
+    (root / "report.md").write_text("numbers\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    assert code_state(root).git_dirty is False
+    (root / "report.md").write_text("new numbers\n")  # a result written into the tree
+    assert code_state(root).git_dirty is False
+    assert code_version(root=root)["git_dirty"] is True  # the tree as a whole is dirty
+    (root / "experiments" / "run.py").write_text("print('edited')\n")
+    assert code_state(root).git_dirty is True
+
+
 def test_this_checkout_names_its_commit():
     version = code_version()
     assert len(version["git_commit"]) == 40 and isinstance(version["git_dirty"], bool)

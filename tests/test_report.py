@@ -108,3 +108,24 @@ def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_com
     assert "over their 3 paired splits: min -1.500, median -0.400, max +0.900; 2 of 3" in text
     assert "seed 0 +1.500, seed 1 +1.900; spread (max − min) 0.400" in text
     assert "by 0.5 every 100 steps (staircase): they stand at 50% at 100, 25% at 200" in text
+
+
+def test_the_breakdown_says_what_the_off_mode_points_would_need_to_reach_the_authors(tmp_path):
+    import pandas as pd
+
+    run = "d_L1_G5_IWAE_SF0_K50_BS64_reg"
+    folder = tmp_path / report.PAPER_RUNS_CSV.parent
+    folder.mkdir(parents=True)
+    pd.DataFrame([dict(run=run, authors_test_ll=2.0)]).to_csv(
+        tmp_path / report.PAPER_RUNS_CSV, index=False
+    )
+    rows = []
+    for repeat, (mode, off) in enumerate([(3.0, -3.0), (3.2, -3.4)]):
+        for group, points, lpd in (("all", 10, (8 * mode + 2 * off) / 10), ("mode", 8, mode),
+                                   ("off-mode", 2, off)):  # fmt: skip
+            rows.append(dict(run=run, step=5, precision="mixed", S=10_000, repeat=repeat,
+                             group=group, points=points, mean_lpd=lpd))  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "test_ll_breakdown.csv", index=False)
+    text = report.test_ll_breakdown_block(tmp_path)
+    # mode 3.1 over 8 points; (2.0 * 10 - 3.1 * 8) / 2 = -2.4; the off-mode points have -3.2
+    assert "- REG at 5: needs -2.400, has -3.200 (authors' +2.000, mode +3.100)." in text

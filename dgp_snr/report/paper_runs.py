@@ -118,7 +118,42 @@ def test_ll_breakdown_block(root: Path) -> str:
         lines.append(
             f"\nLargest difference between the two precisions, over every row: {diff:.1e}."
         )
+    lines += _off_mode_needed(df, root / PAPER_RUNS_CSV)
     return "\n".join(lines) + "\n"
+
+
+#: The protocol's number of predictive samples (the breakdown rows the next lines read).
+PROTOCOL_S = 10_000
+
+
+def _off_mode_needed(df: pd.DataFrame, curve_path: Path) -> list:
+    """Per run and step: the mean lpd the off-mode points would need for the whole mean to
+    reach the authors' value, the modal points scoring as they do (protocol S, mixed)."""
+    if not curve_path.is_file():
+        return []
+    curve = pd.read_csv(curve_path, keep_default_na=False, na_values=[""])
+    authors = curve.drop_duplicates("run").set_index("run")["authors_test_ll"]
+    precision = "mixed" if "mixed" in set(df["precision"]) else df["precision"].iloc[0]
+    rows = df[(df["S"] == PROTOCOL_S) & (df["precision"] == precision)]
+    if rows.empty:
+        return []
+    out = [
+        f"\nThe off-mode mean lpd that would bring the mean to the authors' value for the same "
+        f"split, the modal points scoring as here ({precision}, "
+        f"S = {PROTOCOL_S:,}): ((authors' × all) − (mode × its points)) / off-mode points."
+    ]
+    for (run, step), frame in rows.groupby(["run", "step"], sort=True):
+        reference = authors.get(run)
+        if reference is None or not np.isfinite(reference):
+            continue
+        means = frame.groupby("group")["mean_lpd"].mean()
+        points = frame.groupby("group")["points"].max()
+        needed = (reference * points["all"] - means["mode"] * points["mode"]) / points["off-mode"]
+        out.append(
+            f"- {_run_label(str(run))} at {int(step):,}: needs {fmt(needed)}, has "
+            f"{fmt(means['off-mode'])} (authors' {fmt(reference)}, mode {fmt(means['mode'])})."
+        )
+    return out
 
 
 #: How far (nats) a paper-length run may sit from the authors' value before issue 18 asks why.

@@ -58,7 +58,8 @@ def paper_runs_code(root: Path) -> str:
         "| steps without a record |",
         "|---|---:|---|---|---:|---:|",
     ]
-    for run_dir in sorted(p for p in (root / PAPER_RUNS_CSV.parent).iterdir() if p.is_dir()):
+    folders = (root / PAPER_RUNS_CSV.parent).iterdir()  # figure_8/ beside the runs: no config
+    for run_dir in sorted(p for p in folders if (p / "config.json").is_file()):
         steps = [int(p.name[5:-6]) for p in run_dir.glob("checkpoints/ckpt-*.index")]
         step = max(steps, default=0)
         summary = summarize(read_training_record(run_dir))

@@ -11,6 +11,7 @@ log-log axes with the theory's slope -1/2 beside each line.
 """
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, List, Optional, TextIO, Tuple
 
@@ -108,7 +109,12 @@ def draw_figure_8(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
         for r in df.itertuples()
     }
     _setup_style()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.9 * len(datasets) + 0.9, 3.3))
+    width, height = max(1.9 * len(datasets) + 0.9, 3.6), 3.3
+    # The caption is wrapped here (about 13 characters per inch at 9 pt) so that the space
+    # kept for it below the axes fits its lines, however few panels there are.
+    caption = textwrap.wrap(_se_caption(df), width=int(13 * width))
+    height += 0.18 * len(caption)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, height))
     axes = np.atleast_1d(axes)
     for ax, dataset in zip(axes, datasets):
         top = 0.0
@@ -138,8 +144,8 @@ def draw_figure_8(df: pd.DataFrame, figures_dir: os.PathLike = FIGURES_DIR) -> L
         ax.grid(True, axis="y")
         ax.set_axisbelow(True)
     axes[0].set_ylabel(f"mean SNR ($K = {K}$, batch {batch_size})")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.text(0.5, 0.01, _se_caption(df), ha="center", va="bottom", fontsize=9, wrap=True)
+    fig.tight_layout(rect=(0, (0.08 + 0.18 * len(caption)) / height, 1, 1))
+    fig.text(0.5, 0.04 / height, "\n".join(caption), ha="center", va="bottom", fontsize=9)
     return _save(fig, "figure_8", figures_dir)
 
 

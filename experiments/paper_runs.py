@@ -43,6 +43,7 @@ from dgp_snr import campaign as c  # noqa: E402
 from dgp_snr import report  # noqa: E402
 from dgp_snr.protocol.commands import train_command  # noqa: E402
 from dgp_snr.runs import run_state  # noqa: E402
+from dgp_snr.sweep.engine import task_environment  # noqa: E402
 
 DEFAULT_RESULTS = ROOT.parent / "paper_runs"
 
@@ -115,9 +116,12 @@ def run_sweep(
         log_path = results_path / "sweep_logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         print("$", shlex.join(train_argv), ">>", log_path, flush=True)
-        with open(log_path, "a") as log:
+        with open(log_path, "a") as log:  # one TensorFlow thread, as each sweep task has
             procs.append(
-                subprocess.Popen(train_argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    train_argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, **task_environment(1)},
+                )  # fmt: skip
             )
 
     def forward(signum: int, frame: object) -> None:

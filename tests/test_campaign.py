@@ -282,7 +282,9 @@ def test_an_interrupt_of_the_campaign_reaches_its_sweep_even_when_started_in_the
     assert (tmp_path / "sweep_logs" / "seed.log").is_file()  # the training's output
 
 
-def test_a_failed_training_beside_the_sweep_fails_the_campaign(tmp_path):
+def test_a_failed_training_beside_the_sweep_fails_the_campaign_and_each_gets_one_thread(
+    tmp_path,
+):
     m = __import__("runpy").run_path(
         str(Path(__file__).resolve().parents[1] / "experiments" / "paper_runs.py"),
         run_name="paper_runs",
@@ -290,6 +292,8 @@ def test_a_failed_training_beside_the_sweep_fails_the_campaign(tmp_path):
     m["_evaluate_in_subprocess"].__globals__["_evaluate_in_subprocess"] = lambda path: None
     ok = [sys.executable, "-c", "pass"]
     failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    one_thread = [sys.executable, "-c", "import os; assert os.environ['OMP_NUM_THREADS'] == '1'"]
+    assert m["run_sweep"](ok, tmp_path, 0.1, [("a", one_thread)]) == 0  # as a sweep task
     assert m["run_sweep"](ok, tmp_path, 0.1, [("a", ok)]) == 0
     assert m["run_sweep"](ok, tmp_path, 0.1, [("a", ok), ("b", failing)]) == 1
     assert m["run_sweep"](failing, tmp_path, 0.1, [("a", ok)]) == 3

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from dgp_snr.data.core import NUM_SPLITS
 from dgp_snr.precision import PRECISIONS
-from dgp_snr.training import TrainingConfig
+from dgp_snr.training import UPDATE_DRAWS, TrainingConfig
 
 MIXING_INITS = ("reference", "pca")
 QZ_MODES = ("encoder", "fix_mu_sigma")
@@ -76,9 +76,9 @@ FLAT_KEYS = (
     "encoder_minibatch_size", "iterations", "gamma", "gamma_decay", "lr", "encoder_lr",
     "lr_decay", "encoder_lr_decay", "decay_steps", "fix_linear", "mixing_init", "precision",
     "num_predictive_samples", "estimator", "optimizer", "encoder_optimizer", "assert_no_nans",
-    "clip_encoder_grads", "beta", "use_nat_grad_for_final_layer", "seed", "results_path",
-    "checkpoint_freq", "log_snr_freq", "log_main_freq", "log_test_freq", "name_suffix",
-    "override_name",
+    "clip_encoder_grads", "beta", "use_nat_grad_for_final_layer", "update_draws", "seed",
+    "results_path", "checkpoint_freq", "log_snr_freq", "log_main_freq", "log_test_freq",
+    "name_suffix", "override_name",
 )  # fmt: skip
 _DIMS = re.compile(r"\s*(\d+\s*(,\s*\d+\s*)*)?")
 
@@ -214,6 +214,7 @@ def _check_flat(s: Dict[str, Any]) -> Dict[str, Any]:
     v["results_path"] = os.path.expanduser(_str("results_path", s["results_path"]))
     v["mixing_init"] = _one_of("mixing_init", s["mixing_init"], MIXING_INITS)
     v["precision"] = _one_of("precision", s["precision"], PRECISIONS)
+    v["update_draws"] = _one_of("update_draws", s["update_draws"], UPDATE_DRAWS)
     for name in ("name_suffix", "override_name"):
         value = s[name]
         if value is None or value == "":

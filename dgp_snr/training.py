@@ -19,6 +19,10 @@ from dgp_snr.models import DeepGP
 from dgp_snr.seeds import Stream, generator
 
 OPTIMIZERS = ("adam", "sgd")
+#: Monte Carlo draws per step: "shared", one propagation feeds the encoder's, Adam's and the
+#: natural-gradient update; "independent", each update draws its own noise on the same
+#: minibatch, as the reference builds its three objectives (three propagations per step).
+UPDATE_DRAWS = ("shared", "independent")
 
 
 @dataclass
@@ -42,11 +46,16 @@ class TrainingConfig:
     use_nat_grad_for_final_layer: bool = True
     clip_encoder_grads: Optional[float] = None
     assert_no_nans: bool = False
+    update_draws: str = "shared"
     iterations: int = 5000
     checkpoint_freq: int = 500
 
     def __post_init__(self) -> None:
         Estimator.parse(self.estimator)
+        if self.update_draws not in UPDATE_DRAWS:
+            raise ValueError(
+                f"unknown update_draws {self.update_draws!r}; known: {', '.join(UPDATE_DRAWS)}"
+            )
         for name in ("optimizer", "encoder_optimizer"):
             if getattr(self, name) not in OPTIMIZERS:
                 raise ValueError(
@@ -166,16 +175,11 @@ class Trainer(tf.Module):
         cfg = self.config
         idx = self.batches.next_indices()
         X, Y = tf.gather(self.X, idx), tf.gather(self.Y, idx)
-        nat_vars = [p.unconstrained_variable for p in self.natgrad_params]
-        variables = self.other_variables + nat_vars
-        bound, grads, encoder_grads = bound_and_gradients(
-            self.model, X, Y, cfg.estimator, variables
-        )
+        encoder_XY = None
         if self.encoder_batches is not None:
             idx = self.encoder_batches.next_indices()
-            _, _, encoder_grads = bound_and_gradients(
-                self.model, tf.gather(self.X, idx), tf.gather(self.Y, idx), cfg.estimator, []
-            )
+            encoder_XY = tf.gather(self.X, idx), tf.gather(self.Y, idx)
+        bound, grads, encoder_grads = self.gradients(X, Y, encoder_XY)
         # Optimisers minimise the negative bound.
         grads = [-g for g in grads]
         encoder_grads = [-g for g in encoder_grads]
@@ -201,6 +205,27 @@ class Trainer(tf.Module):
                 tf.debugging.assert_all_finite(v, f"{v.name} is not finite after the step")
         self.step.assign_add(1)
         return bound
+
+    def gradients(self, X: tf.Tensor, Y: tf.Tensor, encoder_XY: Optional[tuple] = None) -> tuple:
+        """(bound, gradients of other_variables then of the natural-gradient parameters,
+        encoder gradients) of the bound on the minibatch X [B, D], Y [B, 1] at the current
+        parameters, with the config's update_draws; the encoder's on `encoder_XY` if given."""
+        est = self.config.estimator
+        nat_vars = [p.unconstrained_variable for p in self.natgrad_params]
+        if self.config.update_draws == "shared":
+            bound, grads, encoder_grads = bound_and_gradients(
+                self.model, X, Y, est, self.other_variables + nat_vars
+            )
+        else:
+            bound, grads, _ = bound_and_gradients(self.model, X, Y, est, self.other_variables)
+            if nat_vars:
+                grads = grads + bound_and_gradients(self.model, X, Y, est, nat_vars)[1]
+            encoder_grads = None
+        if encoder_XY is not None:
+            encoder_grads = bound_and_gradients(self.model, *encoder_XY, est, [])[2]
+        elif encoder_grads is None:
+            encoder_grads = bound_and_gradients(self.model, X, Y, est, [])[2]
+        return bound, grads, encoder_grads
 
     def train_step(self) -> float:
         """One compiled iteration; returns the minibatch bound before the update."""

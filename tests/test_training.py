@@ -263,3 +263,55 @@ def test_trainer_rejects_estimators_the_model_does_not_support():
         match="'dreg' needs the latent-variable layer first.*layer 1 is a latent-variable layer",
     ):
         Trainer(late, X, Y, TrainingConfig(estimator="dreg"))
+
+
+# ----------------------------------------------------------------------------- update draws
+
+
+def _draws(update_draws, n=300):
+    """n gradient draws at fixed parameters on one minibatch: per draw, the first entry of the
+    final layer's q_mu gradient (natural-gradient update), of the hidden layer's q_mu gradient
+    (Adam update) and of the encoder's first kernel (encoder update)."""
+    X, Y = toy_data(num_data=30, input_dim=1, seed=3, bimodal=True)
+    model = latent_model("L1_G1", X, Y, M=6, encoder_dims=(4,), num_importance_samples=4, seed=2)
+    trainer = Trainer(model, X, Y, TrainingConfig(minibatch_size=None, update_draws=update_draws))
+    adam_index = next(
+        i for i, v in enumerate(trainer.other_variables) if "q_mu" in v.name
+    )  # the hidden layer's q_mu
+    X, Y = tf.constant(X), tf.constant(Y)
+    gradients = tf.function(trainer.gradients)  # one trace: the draws come from the generator
+    out = []
+    for _ in range(n):
+        _, grads, encoder_grads = gradients(X, Y)
+        nat = grads[len(trainer.other_variables)]
+        out.append(
+            [
+                float(tf.reshape(nat, [-1])[0]),
+                float(tf.reshape(grads[adam_index], [-1])[0]),
+                float(tf.reshape(encoder_grads[0], [-1])[0]),
+            ]
+        )
+    return np.array(out)
+
+
+def test_independent_update_draws_decorrelate_the_three_updates_and_keep_their_means():
+    """Shared draws: the natural-gradient, Adam and encoder gradients of one step come from one
+    propagation, so they are correlated across draws; independent draws (the reference's three
+    objectives): each update has its own noise, the correlations vanish within their standard
+    error (1/sqrt(n) under independence), and the means agree with the shared ones within
+    4 combined standard errors."""
+    n = 300
+    shared, independent = _draws("shared", n), _draws("independent", n)
+    bound = 4 / np.sqrt(n)
+    corr_shared, corr_independent = np.corrcoef(shared.T), np.corrcoef(independent.T)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    assert max(abs(corr_shared[i, j]) for i, j in pairs) > bound, corr_shared
+    for i, j in pairs:
+        assert abs(corr_independent[i, j]) < bound, (i, j, corr_independent)
+    se = np.hypot(shared.std(0, ddof=1), independent.std(0, ddof=1)) / np.sqrt(n)
+    assert np.all(np.abs(shared.mean(0) - independent.mean(0)) < 4 * se)
+
+
+def test_update_draws_are_checked_by_name():
+    with pytest.raises(ValueError, match="unknown update_draws 'paired'; known: shared, indep"):
+        TrainingConfig(update_draws="paired")

@@ -201,7 +201,9 @@ def test_a_stop_request_lets_running_commands_save_and_starts_nothing_new(tmp_pa
     log = tmp_path / "train" / tasks[0].log_name()
     threading.Thread(
         target=lambda: (
-            _wait_for(lambda: log.is_file() and "running" in log.read_text()),
+            # The line the command prints, not the log's header, which quotes its code: set
+            # before the handler exists, the stop would race the command's start.
+            _wait_for(lambda: log.is_file() and "\nrunning\n" in log.read_text()),
             stop.set(),
         ),
         daemon=True,

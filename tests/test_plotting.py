@@ -425,7 +425,7 @@ def test_figure_8_error_bars_are_the_standard_errors(drawn):
             (segment,) = container.errorbar.lines[2][0].get_segments()
             (x0, lo), (x1, hi) = segment
             assert x0 == x1 and hi - value == pytest.approx(se) and value - lo == pytest.approx(se)
-    caption = " ".join(t.get_text() for t in fig.texts)
+    caption = " ".join(" ".join(t.get_text() for t in fig.texts).split())  # wrapped lines
     assert (
         "standard error" in caption and "bootstrap over the 640 encoder weight entries" in caption
     )

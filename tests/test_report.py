@@ -129,3 +129,6 @@ def test_the_breakdown_says_what_the_off_mode_points_would_need_to_reach_the_aut
     text = report.test_ll_breakdown_block(tmp_path)
     # mode 3.1 over 8 points; (2.0 * 10 - 3.1 * 8) / 2 = -2.4; the off-mode points have -3.2
     assert "- REG at 5: needs -2.400, has -3.200 (authors' +2.000, mode +3.100)." in text
+    assert (
+        "Over the 1 (run, step) rows: the modal points' mean lpd ranges +3.100 to +3.100" in text
+    )

@@ -143,6 +143,12 @@ def _off_mode_needed(df: pd.DataFrame, curve_path: Path) -> list:
         f"split, the modal points scoring as here ({precision}, "
         f"S = {PROTOCOL_S:,}): ((authors' × all) − (mode × its points)) / off-mode points."
     ]
+    by_group = rows.groupby(["run", "step", "group"])["mean_lpd"].mean().unstack("group")
+    out.append(
+        f"\nOver the {len(by_group)} (run, step) rows: the modal points' mean lpd ranges "
+        f"{fmt(by_group['mode'].min())} to {fmt(by_group['mode'].max())}, the off-mode "
+        f"points' {fmt(by_group['off-mode'].min())} to {fmt(by_group['off-mode'].max())}.\n"
+    )
     for (run, step), frame in rows.groupby(["run", "step"], sort=True):
         reference = authors.get(run)
         if reference is None or not np.isfinite(reference):

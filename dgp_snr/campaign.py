@@ -335,20 +335,14 @@ def authors_value(authors: pd.DataFrame, dataset: str, split: int, estimator: st
     """The authors' released test log-likelihood of the run with this setting (the mean of its
     repeats) and where it comes from: Table 1 for REG / DReG with learned q(w), Figure 4 for
     q(w) fixed to the prior; (None, "") when they released none."""
-    if qw == "fixed":
-        quantity, flag = "figure_4_tll", True
-    else:
-        quantity, flag = "table_1_tll", estimator == "dreg"
-    rows = authors[
-        (authors["quantity"] == quantity) & (authors["dataset"] == dataset)
-        & (authors["split"] == split) & (authors["flag"] == flag)
-    ]  # fmt: skip
+    rows = report.authors_repeats(authors, dataset, estimator, qw)
+    rows = rows[rows["split"] == split]
     if rows.empty:
         return None, ""
     if qw == "fixed":
         label = "Figure 4's fixed-q(w) run"
     else:
-        label = f"Table 1's {'DReG' if flag else 'REG'} run"
+        label = f"Table 1's {'DReG' if estimator == 'dreg' else 'REG'} run"
     repeats = f"mean of {len(rows)} repeats" if len(rows) > 1 else "1 evaluation"
     return float(rows["value"].mean()), f"{label}, {repeats}"
 

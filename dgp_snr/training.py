@@ -220,11 +220,9 @@ class Trainer(tf.Module):
             bound, grads, _ = bound_and_gradients(self.model, X, Y, est, self.other_variables)
             if nat_vars:
                 grads = grads + bound_and_gradients(self.model, X, Y, est, nat_vars)[1]
-            encoder_grads = None
+            encoder_XY = (X, Y) if encoder_XY is None else encoder_XY  # a draw of its own
         if encoder_XY is not None:
             encoder_grads = bound_and_gradients(self.model, *encoder_XY, est, [])[2]
-        elif encoder_grads is None:
-            encoder_grads = bound_and_gradients(self.model, X, Y, est, [])[2]
         return bound, grads, encoder_grads
 
     def train_step(self) -> float:

@@ -40,6 +40,7 @@ from dgp_snr.report.blocks import (  # noqa: F401
     fill_blocks,
 )
 from dgp_snr.report.paper_runs import (  # noqa: F401
+    authors_repeats,
     learning_curve_markdown,
     paper_runs_block,
     paper_runs_findings,

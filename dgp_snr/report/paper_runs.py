@@ -3,6 +3,7 @@ code (dgp_snr.campaign writes what they read)."""
 
 import json
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def learning_curve_markdown(curve: pd.DataFrame) -> str:
             "-" if not row.authors_source
             else f"{fmt(row.authors_test_ll)} ({row.authors_source})"
         )  # fmt: skip
-        setting = f"{row.estimator.upper().replace('DREG', 'DReG')}, q(w) {row.qw}"
+        setting = f"{_estimator_label(row.estimator)}, q(w) {row.qw}"
         seed = getattr(row, "seed", row.split)
         setting += f", seed {seed}" + (" (= split)" if seed == row.split else "")
         lines.append(
@@ -75,11 +76,17 @@ def paper_runs_code(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+_WORDS = {"reg": "REG", "dreg": "DReG", "fixq": "q(w) fixed"}
+
+
+def _estimator_label(estimator: str) -> str:
+    return _WORDS.get(estimator, estimator)
+
+
 def _run_label(run: str) -> str:
     """wilson_solar_..._BS64_reg_seed1 -> "REG seed 1" (the part after the batch size)."""
     parts = run.split("_BS", 1)[-1].split("_")[1:]
-    words = {"reg": "REG", "dreg": "DReG", "fixq": "q(w) fixed"}
-    return " ".join(words.get(p, p.replace("seed", "seed ")) for p in parts)
+    return " ".join(_WORDS.get(p, p.replace("seed", "seed ")) for p in parts)
 
 
 #: campaign.test_ll_breakdown's committed output.
@@ -165,21 +172,28 @@ def _off_mode_needed(df: pd.DataFrame, curve_path: Path) -> list:
 
 #: How far (nats) a paper-length run may sit from the authors' value before issue 18 asks why.
 GAP_TO_EXPLAIN = 0.3
-_QUANTITY = {
-    ("reg", "learned"): ("table_1_tll", False),
-    ("dreg", "learned"): ("table_1_tll", True),
-}
-_QUANTITY[("reg", "fixed")] = ("figure_4_tll", True)
+
+
+def authors_quantity(estimator: str, qw: str) -> Tuple[str, bool]:
+    """(quantity, flag) of the authors' figure_data.csv for a setting: Table 1 for REG / DReG
+    with learned q(w), Figure 4's fixed-q(w) arm for q(w) fixed to the prior."""
+    if qw == "fixed":
+        return "figure_4_tll", True
+    return "table_1_tll", estimator == "dreg"
+
+
+def authors_repeats(authors: pd.DataFrame, dataset: str, estimator: str, qw: str) -> pd.DataFrame:
+    """The authors' released rows (split, repeat, value, ...) for one dataset and setting."""
+    quantity, flag = authors_quantity(estimator, qw)
+    return authors[
+        (authors["quantity"] == quantity) & (authors["dataset"] == dataset)
+        & (authors["flag"] == flag)
+    ]  # fmt: skip
 
 
 def _authors_splits(authors: pd.DataFrame, dataset: str, estimator: str, qw: str) -> pd.Series:
     """The authors' released value per split (mean over its repeats) for one setting."""
-    quantity, flag = _QUANTITY[(estimator, qw)]
-    rows = authors[
-        (authors["quantity"] == quantity) & (authors["dataset"] == dataset)
-        & (authors["flag"] == flag)
-    ]  # fmt: skip
-    return rows.groupby("split")["value"].mean()
+    return authors_repeats(authors, dataset, estimator, qw).groupby("split")["value"].mean()
 
 
 def paper_runs_findings(root: Path) -> str:
@@ -275,7 +289,7 @@ def _order_and_seeds(curve: pd.DataFrame, authors: pd.DataFrame) -> list:
         values = by_seed.loc[step]
         seeds = ", ".join(f"seed {int(s)} {fmt(v)}" for s, v in values.items())
         out.append(
-            f"Seeds of {estimator.upper().replace('DREG', 'DReG')}, q(w) {qw} at {step:,}: "
+            f"Seeds of {_estimator_label(estimator)}, q(w) {qw} at {step:,}: "
             f"{seeds}; spread (max − min) {fmt(values.max() - values.min(), sign=False)}."
         )
     if not out:

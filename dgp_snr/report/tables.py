@@ -13,6 +13,7 @@ from dgp_snr.report.authors import authors_means, min_two_sided_p, paired_se
 from dgp_snr.report.blocks import (
     AUTHORS_CSV,
     NOT_RECORDED,
+    PAPER_RUNS_CSV,
     fmt,
     minutes,
     short_name,
@@ -167,7 +168,7 @@ def figure_8_snr(root: Path) -> str:
 
 def paper_runs_figure_8(root: Path) -> str:
     """Figure 8's table at the paper-length REG run's final checkpoint (dgp_snr.campaign)."""
-    path = root / "reproduction" / "paper_runs" / "figure_8" / "data.csv"
+    path = root / PAPER_RUNS_CSV.parent / "figure_8" / "data.csv"
     if not path.is_file():
         return "(not sampled yet: `python experiments/paper_runs.py figure_8`)\n"
     meta = json.loads((path.parent / "meta.json").read_text())

@@ -179,11 +179,19 @@ def run(results_path: Path, committed: Path, poll_s: float) -> int:
     return status
 
 
-def breakdown(results_path: Path, run: str, step: int, sample_sizes, repeats: int) -> None:
-    matches = [d for d in c.run_folders(results_path) if d.name.endswith(f"_{run}")]
+def breakdown(
+    results_path: Path, dataset: str, run: str, step: int, sample_sizes, repeats: int
+) -> None:
+    matches = [
+        d for d in c.run_folders(results_path)
+        if d.name.startswith(f"{dataset}_") and d.name.endswith(f"_{run}")
+    ]  # fmt: skip
     if len(matches) != 1:
         names = ", ".join(d.name for d in c.run_folders(results_path))
-        raise SystemExit(f"paper_runs: --run {run!r} names no single run folder (have: {names})")
+        raise SystemExit(
+            f"paper_runs: --dataset {dataset} --run {run} names no single run folder "
+            f"(have: {names})"
+        )
     frame = c.test_ll_breakdown(matches[0], step, sample_sizes, repeats=repeats)
     path = ROOT / c.BREAKDOWN_CSV
     if path.is_file():  # replace this run's rows at this step, keep the others
@@ -204,6 +212,7 @@ def main() -> int:
     parser.add_argument("--committed", type=Path, default=ROOT / c.COMMITTED_DIR)
     parser.add_argument("--poll", type=float, default=60.0, help="seconds between evaluations")
     group = parser.add_argument_group("breakdown")
+    group.add_argument("--dataset", default=c.PAPER_CAMPAIGN.datasets[0])
     group.add_argument(
         "--run", default="reg", help="run name suffix: reg, dreg, reg_fixq, reg_seed1"
     )
@@ -215,7 +224,7 @@ def main() -> int:
         if args.step is None:
             parser.error("breakdown needs --step")
         sizes = [int(v) for v in args.sample_sizes.split(",")]
-        breakdown(args.results_path, args.run, args.step, sizes, args.repeats)
+        breakdown(args.results_path, args.dataset, args.run, args.step, sizes, args.repeats)
         return 0
     if args.command == "run":
         return run(args.results_path, args.committed, args.poll)

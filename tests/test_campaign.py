@@ -99,7 +99,7 @@ def test_the_campaign_runs_the_sweep_restricted_to_its_datasets_and_splits(tmp_p
     argv = campaign.PAPER_CAMPAIGN.sweep_argv(tmp_path)
     assert argv[:2] == ["table_1", "figure_4"]
     assert argv[argv.index("--splits") + 1] == "0,"
-    assert argv[argv.index("--datasets") + 1] == "wilson_solar"
+    assert argv[argv.index("--datasets") + 1] == "wilson_solar,wilson_forest"
 
 
 def _authors():
@@ -191,7 +191,10 @@ def test_a_further_seed_is_the_sweeps_run_with_its_seed_alone_changed(tmp_path):
     from dgp_snr.protocol.targets import target_spec
 
     spec = target_spec("table_1", tmp_path, **campaign.PAPER_CAMPAIGN.profile().params("table_1"))
-    (reg,) = [config for config in spec.runs if config.training.estimator == "reg"]
+    (reg,) = [
+        config for config in spec.runs
+        if config.training.estimator == "reg" and config.dataset == "wilson_solar"
+    ]  # fmt: skip
     (seeded,) = campaign.PAPER_CAMPAIGN.seed_run_configs(tmp_path)
     before, after = reg.to_flat(), seeded.to_flat()
     changed = {key for key in before if before[key] != after[key]}
@@ -211,6 +214,7 @@ def test_figure_8_samples_the_campaigns_reg_run_at_its_final_step(tmp_path):
         assert "--batch_size 64" in command and command.endswith("--rebuild")
     params = campaign.figure_8_params(campaign.PAPER_CAMPAIGN)
     assert params["split"] == 0 and params["settings"]["precision"] == "mixed"
+    assert params["datasets"] == ("wilson_solar",)  # the campaign's first dataset only
     assert campaign.figure_8_unfinished(tmp_path, campaign.PAPER_CAMPAIGN) == [
         "wilson_solar_L1_G5_IWAE_SF0_K50_BS64_reg"
     ]

@@ -78,9 +78,9 @@ def _findings(tmp_path, rows, authors):
 def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_compare_seeds(
     tmp_path,
 ):
-    def row(run, estimator, seed, step, value, authors):
+    def row(run, estimator, seed, step, value, authors, dataset="d"):
         return dict(
-            run=f"d_L1_G5_IWAE_SF0_K50_BS64_{run}", dataset="d", split=0, seed=seed,
+            run=f"{dataset}_L1_G5_IWAE_SF0_K50_BS64_{run}", dataset=dataset, split=0, seed=seed,
             estimator=estimator, qw="learned", step=step, test_ll_mean=value,
             authors_test_ll=authors, gap_to_authors=value - authors,
         )  # fmt: skip
@@ -89,6 +89,8 @@ def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_com
         row("reg", "reg", 0, 100, 1.0, 2.0), row("reg", "reg", 0, 200, 1.5, 2.0),
         row("dreg", "dreg", 0, 200, 2.2, 2.4),
         row("reg_seed1", "reg", 1, 200, 1.9, 2.0),
+        # A second dataset, its runs behind (order and seeds are per dataset).
+        row("reg", "reg", 0, 100, 0.5, 0.1, "e"), row("dreg", "dreg", 0, 100, 0.2, 0.3, "e"),
     ]  # fmt: skip
     authors = [
         dict(quantity="table_1_tll", dataset="d", flag=flag, split=split, repeat=0, value=v)
@@ -96,17 +98,26 @@ def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_com
         for split, v in enumerate(values)
     ]
     text = _findings(tmp_path, rows, authors)
-    lines = {line.split(" | ")[0]: line for line in text.splitlines()}
-    reg, dreg, seed1 = lines["| REG"], lines["| DReG"], lines["| REG seed 1"]
+    lines = {" | ".join(line.split(" | ")[:2]): line for line in text.splitlines()}
+    reg, dreg, seed1 = lines["| d | REG"], lines["| d | DReG"], lines["| d | REG seed 1"]
+    assert "| e | REG | 100 | +0.500 | - | +0.100 | +0.400 | **yes** |" in text
     assert "+0.500 (from 100)" in reg and "-0.500 | **yes**" in reg
     assert "+1.000 / +2.000 / +3.000 (3) | 1 of 3" in reg  # 1.5 beats the split at 1.0
     assert "-0.200 | no" in dreg and "| 1 of 3 |" in dreg  # 2.2 beats 2.1 only
     assert "-0.100 | no" in seed1 and "| 1 of 3 |" in seed1  # 1.9 < 2.0
     # REG - DReG at 200: ours 1.5 - 2.2 < 0, the authors' 2.0 - 2.4 < 0
-    assert "ours -0.700, the authors' -0.400 on the same split; the order agrees" in text
+    assert (
+        "d split 0, REG − DReG at 200 (seed = split): ours -0.700, the authors' -0.400 on the "
+        "same split; the order agrees" in text
+    )
+    # e: ours 0.5 - 0.2 > 0, the authors' 0.1 - 0.3 < 0
+    assert "e split 0, REG − DReG at 100 (seed = split): ours +0.300, the authors' -0.200" in text
+    assert "on the same split; the order is the opposite" in text
     # the authors' REG - DReG per split: -0.4, -1.5, +0.9; two share our sign
     assert "over their 3 paired splits: min -1.500, median -0.400, max +0.900; 2 of 3" in text
-    assert "seed 0 +1.500, seed 1 +1.900; spread (max − min) 0.400" in text
+    seeds = "q(w) learned on d at 200: seed 0 +1.500, seed 1 +1.900; spread (max − min) 0.400"
+    assert seeds in text
+    assert "learned on e" not in text  # one seed there
     assert "by 0.5 every 100 steps (staircase): they stand at 50% at 100, 25% at 200" in text
 
 

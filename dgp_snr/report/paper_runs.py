@@ -208,12 +208,13 @@ def paper_runs_findings(root: Path) -> str:
     curve = pd.read_csv(path, keep_default_na=False, na_values=[""])
     authors = pd.read_csv(root / AUTHORS_CSV)
     lines = [
-        "| run | newest step | test LL | gain since the previous step | authors' (same split) "
+        "| dataset | run | newest step | test LL | gain since the previous step "
+        "| authors' (same split) "
         f"| ours − authors' | beyond {GAP_TO_EXPLAIN}? | authors' over their splits: "
         "min / median / max (n) | authors' splits below ours |",
-        "|---|---:|---|---|---|---:|---|---|---|",
+        "|---|---|---:|---|---|---|---:|---|---|---|",
     ]
-    for run, df in curve.groupby("run", sort=True):
+    for (dataset, run), df in curve.groupby(["dataset", "run"], sort=True):
         df = df.sort_values("step")
         last = df.iloc[-1]
         gain = "-" if len(df) < 2 else (
@@ -226,7 +227,8 @@ def paper_runs_findings(root: Path) -> str:
             "**yes**" if abs(last.gap_to_authors) > GAP_TO_EXPLAIN else "no"
         )  # fmt: skip
         lines.append(
-            f"| {_run_label(run)} | {int(last.step):,} | {fmt(last.test_ll_mean)} | {gain} "
+            f"| {dataset} | {_run_label(run)} | {int(last.step):,} | {fmt(last.test_ll_mean)} "
+            f"| {gain} "
             f"| {fmt(last.authors_test_ll)} | {fmt(last.gap_to_authors)} | {beyond} "
             f"| {fmt(spread.min())} / {fmt(spread.median())} / {fmt(spread.max())} "
             f"({spread.size}) | {below} of {spread.size} |"
@@ -256,6 +258,16 @@ def _schedule_line(root: Path, curve: pd.DataFrame) -> str:
 
 def _order_and_seeds(curve: pd.DataFrame, authors: pd.DataFrame) -> list:
     out = []
+    for dataset, frame in curve.groupby("dataset", sort=True):
+        out += _order_and_seeds_of(dataset, frame, authors)
+    if not out:
+        out.append("(no second seed evaluated yet)")
+    return [line + "\n" for line in out]
+
+
+def _order_and_seeds_of(dataset: str, curve: pd.DataFrame, authors: pd.DataFrame) -> list:
+    """The REG − DReG order and the seed-to-seed spread of one dataset's runs."""
+    out = []
     learned = curve[(curve["qw"] == "learned") & (curve["seed"] == curve["split"])]
     both = learned.pivot_table(index="step", columns="estimator", values="test_ll_mean")
     both = both.dropna()
@@ -264,12 +276,12 @@ def _order_and_seeds(curve: pd.DataFrame, authors: pd.DataFrame) -> list:
         ours = both.loc[step, "reg"] - both.loc[step, "dreg"]
         row = learned[learned["step"] == step].set_index("estimator")
         theirs = row.loc["reg", "authors_test_ll"] - row.loc["dreg", "authors_test_ll"]
+        split = int(row["split"].iloc[0])
         out.append(
-            f"REG − DReG at {step:,} (seed = split): ours {fmt(ours)}, the authors' "
-            f"{fmt(theirs)} on the same split; the order "
+            f"{dataset} split {split}, REG − DReG at {step:,} (seed = split): ours {fmt(ours)}, "
+            f"the authors' {fmt(theirs)} on the same split; the order "
             f"{'agrees' if np.sign(ours) == np.sign(theirs) else 'is the opposite'}."
         )
-        dataset = learned["dataset"].iloc[0]
         pairs = (
             _authors_splits(authors, dataset, "reg", "learned")
             - _authors_splits(authors, dataset, "dreg", "learned")
@@ -289,9 +301,7 @@ def _order_and_seeds(curve: pd.DataFrame, authors: pd.DataFrame) -> list:
         values = by_seed.loc[step]
         seeds = ", ".join(f"seed {int(s)} {fmt(v)}" for s, v in values.items())
         out.append(
-            f"Seeds of {_estimator_label(estimator)}, q(w) {qw} at {step:,}: "
+            f"Seeds of {_estimator_label(estimator)}, q(w) {qw} on {dataset} at {step:,}: "
             f"{seeds}; spread (max − min) {fmt(values.max() - values.min(), sign=False)}."
         )
-    if not out:
-        out.append("(no second seed evaluated yet)")
-    return [line + "\n" for line in out]
+    return out

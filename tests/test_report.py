@@ -115,7 +115,10 @@ def test_the_paper_runs_findings_flag_gaps_rank_among_the_authors_splits_and_com
     assert "on the same split; the order is the opposite" in text
     # the authors' REG - DReG per split: -0.4, -1.5, +0.9; two share our sign
     assert "over their 3 paired splits: min -1.500, median -0.400, max +0.900; 2 of 3" in text
-    seeds = "q(w) learned on d at 200: seed 0 +1.500, seed 1 +1.900; spread (max − min) 0.400"
+    seeds = (
+        "q(w) learned on d at 200: seed 0 +1.500 (-0.500 from the authors'), seed 1 +1.900 "
+        "(-0.100 from the authors'); spread (max − min) 0.400"
+    )
     assert seeds in text
     assert "learned on e" not in text  # one seed there
     assert "by 0.5 every 100 steps (staircase): they stand at 50% at 100, 25% at 200" in text

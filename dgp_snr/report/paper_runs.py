@@ -299,7 +299,12 @@ def _order_and_seeds_of(dataset: str, curve: pd.DataFrame, authors: pd.DataFrame
             continue
         step = int(by_seed.index.max())
         values = by_seed.loc[step]
-        seeds = ", ".join(f"seed {int(s)} {fmt(v)}" for s, v in values.items())
+        gaps = df[df["step"] == step].set_index("seed")["gap_to_authors"]
+        seeds = ", ".join(
+            f"seed {int(s)} {fmt(v)}"
+            + (f" ({fmt(gaps[s])} from the authors')" if np.isfinite(gaps[s]) else "")
+            for s, v in values.items()
+        )
         out.append(
             f"Seeds of {_estimator_label(estimator)}, q(w) {qw} on {dataset} at {step:,}: "
             f"{seeds}; spread (max − min) {fmt(values.max() - values.min(), sign=False)}."

@@ -178,7 +178,8 @@ def _scalars(run_dir: Path, committed: Path, up_to: int) -> pd.DataFrame:
     SCALAR_EVERY steps up to the saved step (a resume logs later steps again)."""
     frames = []
     if (committed / SCALARS_FILE).is_file():
-        frames.append(pd.read_csv(committed / SCALARS_FILE))
+        # round_trip: the default parser can move the last digit, rewriting unchanged rows.
+        frames.append(pd.read_csv(committed / SCALARS_FILE, float_precision="round_trip"))
     events = read_scalars(run_dir / TENSORBOARD_DIR)
     frames.append(events[events["step"] % SCALAR_EVERY == 0])
     df = pd.concat(frames, ignore_index=True).drop_duplicates(["tag", "step"], keep="last")
